@@ -1,0 +1,492 @@
+package admin
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/gatehouse-gw/gatehouse/admin/decode"
+	"github.com/gatehouse-gw/gatehouse/fsm"
+	"github.com/gatehouse-gw/gatehouse/log"
+)
+
+// collection describes one endpoint family: an entity kind, optionally
+// nested under a parent (/services/{service}/routes).
+type collection struct {
+	kind   string
+	path   string // URL path as Kong spells it ("/key-auths", "/services/{parent}/routes")
+	parent *parentRef
+}
+
+type parentRef struct {
+	kind, field string
+}
+
+func (s *Server) entityRoutes() {
+	top := []struct{ kind, path string }{
+		{fsm.Services, "/services"}, {fsm.Routes, "/routes"}, {fsm.Consumers, "/consumers"},
+		{fsm.Plugins, "/plugins"}, {fsm.Upstreams, "/upstreams"}, {fsm.KeyAuths, "/key-auths"},
+	}
+	nested := []struct {
+		parentPath, parentKind, field, kind, sub string
+	}{
+		{"/services", fsm.Services, "service", fsm.Routes, "routes"},
+		{"/services", fsm.Services, "service", fsm.Plugins, "plugins"},
+		{"/routes", fsm.Routes, "route", fsm.Plugins, "plugins"},
+		{"/consumers", fsm.Consumers, "consumer", fsm.Plugins, "plugins"},
+		{"/consumers", fsm.Consumers, "consumer", fsm.KeyAuths, "key-auth"},
+		{"/upstreams", fsm.Upstreams, "upstream", fsm.Targets, "targets"},
+	}
+	r := s.router
+	for _, n := range nested {
+		c := &collection{kind: n.kind, path: n.parentPath + "/{parent}/" + n.sub,
+			parent: &parentRef{kind: n.parentKind, field: n.field}}
+		s.register(r, c)
+	}
+	for _, t := range top {
+		s.register(r, &collection{kind: t.kind, path: t.path})
+	}
+	// Foreign-key shortcuts: /routes/{r}/service, /key-auths/{k}/consumer,
+	// /plugins/{p}/{route,service,consumer}.
+	s.foreignEndpoint("/routes/{id}/service", fsm.Routes, "service", fsm.Services)
+	s.foreignEndpoint("/key-auths/{id}/consumer", fsm.KeyAuths, "consumer", fsm.Consumers)
+	for _, f := range []struct{ field, kind string }{{"route", fsm.Routes}, {"service", fsm.Services}, {"consumer", fsm.Consumers}} {
+		s.foreignEndpoint("/plugins/{id}/"+f.field, fsm.Plugins, f.field, f.kind)
+	}
+}
+
+func (s *Server) register(r *mux.Router, c *collection) {
+	r.HandleFunc(c.path, func(w http.ResponseWriter, req *http.Request) { s.list(w, req, c) }).Methods("GET", "HEAD")
+	r.HandleFunc(c.path, func(w http.ResponseWriter, req *http.Request) { s.write(w, req, c, log.OpCreate) }).Methods("POST")
+	r.HandleFunc(c.path, options("GET, HEAD, OPTIONS, POST")).Methods("OPTIONS")
+	r.HandleFunc(c.path, methodNotAllowed)
+	item := c.path + "/{key}"
+	r.HandleFunc(item, func(w http.ResponseWriter, req *http.Request) { s.get(w, req, c) }).Methods("GET", "HEAD")
+	r.HandleFunc(item, func(w http.ResponseWriter, req *http.Request) { s.write(w, req, c, log.OpUpsert) }).Methods("PUT")
+	r.HandleFunc(item, func(w http.ResponseWriter, req *http.Request) { s.write(w, req, c, log.OpUpdate) }).Methods("PATCH")
+	r.HandleFunc(item, func(w http.ResponseWriter, req *http.Request) { s.write(w, req, c, log.OpDelete) }).Methods("DELETE")
+	r.HandleFunc(item, options("DELETE, GET, HEAD, OPTIONS, PATCH, PUT")).Methods("OPTIONS")
+	r.HandleFunc(item, methodNotAllowed)
+}
+
+func options(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Allow", allow)
+		h.Set("Access-Control-Allow-Methods", allow)
+		h.Set("Access-Control-Allow-Headers", "Content-Type")
+		w.WriteHeader(204)
+	}
+}
+
+func methodNotAllowed(w http.ResponseWriter, r *http.Request) { message(w, 405, "Method not allowed") }
+
+// resolveParent finds the parent named in the URL; ok is false after a 404
+// has been written.
+func (s *Server) resolveParent(w http.ResponseWriter, r *http.Request, st *fsm.State, c *collection) (*fsm.Entity, bool) {
+	if c.parent == nil {
+		return nil, true
+	}
+	p := st.Find(c.parent.kind, mux.Vars(r)["parent"])
+	if p == nil {
+		notFound(w)
+		return nil, false
+	}
+	return p, true
+}
+
+func (s *Server) lookup(st *fsm.State, c *collection, parent *fsm.Entity, key string) *fsm.Entity {
+	e := st.Find(c.kind, key)
+	if e == nil && c.kind == fsm.Targets && parent != nil {
+		// Targets are unique per upstream, so their endpoint key only
+		// makes sense within one.
+		e = st.FindUnique(fsm.Targets, "target", parent.ID+"|"+key)
+		if e == nil {
+			e = st.FindUnique(fsm.Targets, "target", parent.ID+"|"+key+":8000")
+		}
+	}
+	if e == nil || parent != nil && refID(e.Data, c.parent.field) != parent.ID {
+		return nil
+	}
+	return e
+}
+
+func refID(d map[string]any, f string) string {
+	m, _ := d[f].(map[string]any)
+	id, _ := m["id"].(string)
+	return id
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request, c *collection) {
+	st := s.cfg.Store.State()
+	parent, ok := s.resolveParent(w, r, st, c)
+	if !ok {
+		return
+	}
+	key := mux.Vars(r)["key"]
+	if c.kind == fsm.Targets && key == "all" {
+		s.list(w, r, c)
+		return
+	}
+	e := s.lookup(st, c, parent, key)
+	if e == nil {
+		notFound(w)
+		return
+	}
+	writeJSON(w, 200, e.Data)
+}
+
+// list serves a collection with Kong's pagination and tag filtering.
+func (s *Server) list(w http.ResponseWriter, r *http.Request, c *collection) {
+	st := s.cfg.Store.State()
+	parent, ok := s.resolveParent(w, r, st, c)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	size := 100
+	if v, ok := q["size"]; ok {
+		n, err := strconv.Atoi(v[0])
+		if err != nil {
+			if _, ferr := strconv.ParseFloat(v[0], 64); ferr != nil {
+				writeError(w, &fsm.Error{Status: 400, Code: 9, Name: "invalid size", Message: "size must be a number"})
+				return
+			}
+			n = -1
+		}
+		if n < 1 || n > 1000 {
+			writeError(w, &fsm.Error{Status: 400, Code: 9, Name: "invalid size", Message: "size must be an integer between 1 and 1000"})
+			return
+		}
+		size = n
+	}
+	after := ""
+	if v := q.Get("offset"); v != "" {
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			writeError(w, &fsm.Error{Status: 400, Code: 7, Name: "invalid offset",
+				Message: "'" + v + "' is not a valid offset: bad base64 encoding"})
+			return
+		}
+		after = string(b)
+	}
+	var filter func(*fsm.Entity) bool
+	tags := q["tags"]
+	if len(tags) > 0 && c.parent == nil {
+		f, ferr := tagFilter(st, c.kind, tags[0])
+		if ferr != nil {
+			writeError(w, ferr)
+			return
+		}
+		filter = f
+	}
+	if c.kind == fsm.Consumers {
+		if v, ok := q["custom_id"]; ok {
+			if v[0] == "" {
+				message(w, 400, "custom_id must be an unempty string")
+				return
+			}
+			var data []any
+			if e := st.FindUnique(fsm.Consumers, "custom_id", v[0]); e != nil {
+				data = append(data, e.Data)
+			}
+			writeJSON(w, 200, map[string]any{"data": nonNil(data), "next": nil})
+			return
+		}
+	}
+
+	data := make([]any, 0, min(size, 64))
+	last, more := "", false
+	visit := func(e *fsm.Entity) bool {
+		if e.ID <= after {
+			return true
+		}
+		if filter != nil && !filter(e) {
+			return true
+		}
+		if len(data) == size {
+			more = true
+			return false
+		}
+		data = append(data, e.Data)
+		last = e.ID
+		return true
+	}
+	if parent != nil {
+		st.Children(c.parent.kind, parent.ID, c.kind, visit)
+	} else {
+		st.Walk(c.kind, after, visit)
+	}
+	resp := map[string]any{"data": data, "next": nil}
+	if more {
+		off := base64.StdEncoding.EncodeToString([]byte(last))
+		resp["offset"] = off
+		next := r.URL.Path + "?offset=" + url.QueryEscape(off)
+		if c.parent == nil {
+			if _, ok := q["size"]; ok {
+				next += "&size=" + strconv.Itoa(size)
+			}
+			if len(tags) > 0 {
+				next += "&tags=" + url.QueryEscape(tags[0])
+			}
+		}
+		resp["next"] = next
+	}
+	writeJSON(w, 200, resp)
+}
+
+func nonNil(l []any) []any {
+	if l == nil {
+		return []any{}
+	}
+	return l
+}
+
+// tagFilter parses Kong's tag expression: "a,b" means all, "a/b" any.
+func tagFilter(st *fsm.State, kind, expr string) (func(*fsm.Entity) bool, *fsm.Error) {
+	invalid := func(msg string) *fsm.Error {
+		return &fsm.Error{Status: 400, Code: 11, Name: "invalid options",
+			Message: "invalid option (tags: " + msg + ")", Fields: map[string]any{"tags": msg}}
+	}
+	if expr == "" {
+		return nil, invalid("cannot be null")
+	}
+	and, or := strings.Contains(expr, ","), strings.Contains(expr, "/")
+	if and && or {
+		return nil, invalid("invalid filter syntax")
+	}
+	sep, all := ",", true
+	if or {
+		sep, all = "/", false
+	}
+	list := strings.Split(expr, sep)
+	if len(list) > 5 {
+		return nil, invalid("cannot query more than 5 tags")
+	}
+	for _, t := range list {
+		if t == "" {
+			return nil, invalid("invalid filter syntax")
+		}
+	}
+	return func(e *fsm.Entity) bool {
+		for _, t := range list {
+			has := st.Tagged(t, kind, e.ID)
+			if all && !has {
+				return false
+			}
+			if !all && has {
+				return true
+			}
+		}
+		return all
+	}, nil
+}
+
+// readBody decodes the request body into a JSON-shaped map; form and
+// multipart values are type-inferred against the schema of kind. ok is
+// false after an error response has been written.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, kind string, existing *fsm.Entity) (map[string]any, bool) {
+	ct := r.Header.Get("Content-Type")
+	body, err := decode.Body(ct, http.MaxBytesReader(w, r.Body, s.cfg.MaxBody), s.cfg.MaxBody)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.Is(err, decode.ErrTooLarge) || errors.As(err, &mbe):
+			message(w, 413, "request body too large")
+		case errors.Is(err, decode.ErrUnsupported):
+			message(w, 415, "Unsupported Content-Type")
+		case errors.Is(err, decode.ErrTooManyArgs):
+			message(w, 400, "Too many arguments")
+		case errors.Is(err, decode.ErrBadJSON):
+			message(w, 400, "Cannot parse JSON body")
+		default:
+			message(w, 400, err.Error())
+		}
+		return nil, false
+	}
+	mt, _, _ := mime.ParseMediaType(ct)
+	if mt == "application/x-www-form-urlencoded" || mt == "multipart/form-data" {
+		body = s.infer(kind, body, existing)
+	}
+	return body, true
+}
+
+// infer applies form type inference, including a plugin's config schema
+// (found from the body's name or, for PATCH, the stored plugin).
+func (s *Server) infer(kind string, body map[string]any, existing *fsm.Entity) map[string]any {
+	body = fsm.Schemas[kind].Infer(body)
+	if kind != fsm.Plugins {
+		return body
+	}
+	name, _ := body["name"].(string)
+	if name == "" && existing != nil {
+		name, _ = existing.Data["name"].(string)
+	}
+	cfg, ok := body["config"].(map[string]any)
+	if !ok || s.cfg.Plugins == nil {
+		return body
+	}
+	if d, found := s.cfg.Plugins.Get(name); found {
+		body["config"] = d.Config.Infer(cfg)
+	}
+	return body
+}
+
+// write turns a POST, PUT, PATCH or DELETE into a command, checks it
+// against the current state, appends it, and answers with the result.
+func (s *Server) write(w http.ResponseWriter, r *http.Request, c *collection, op string) {
+	st := s.cfg.Store.State()
+	parent, ok := s.resolveParent(w, r, st, c)
+	if !ok {
+		return
+	}
+	key := mux.Vars(r)["key"]
+	var existing *fsm.Entity
+	if op != log.OpCreate {
+		existing = s.lookup(st, c, parent, key)
+		if existing != nil {
+			key = existing.ID
+		}
+	}
+	if op == log.OpDelete {
+		if existing == nil {
+			w.WriteHeader(204) // Kong: deleting what is not there succeeds
+			return
+		}
+	} else if op == log.OpUpdate && existing == nil {
+		notFound(w)
+		return
+	}
+	var body map[string]any
+	if op != log.OpDelete {
+		if body, ok = s.readBody(w, r, c.kind, existing); !ok {
+			return
+		}
+		if c.kind == fsm.KeyAuths && op != log.OpUpdate {
+			if _, has := body["key"]; !has && (existing == nil || op == log.OpUpsert) {
+				body["key"] = randomKey()
+			}
+		}
+	}
+	cmd := &fsm.Command{Op: op, Kind: c.kind, Key: key, NewID: NewUUID(), Body: body}
+	if c.parent != nil {
+		cmd.Parent = &fsm.Parent{Kind: c.parent.kind, Key: parent.ID, Field: c.parent.field}
+	}
+	status := 200
+	if op == log.OpCreate {
+		status = 201
+	}
+	s.commit(w, r, st, cmd, status)
+}
+
+// commit validates cmd against st, appends it as one event and writes the
+// response.
+func (s *Server) commit(w http.ResponseWriter, r *http.Request, st *fsm.State, cmd *fsm.Command, status int) {
+	now := time.Now().UnixNano()
+	if ferr := s.cfg.Store.Fold().Check(st, now, cmd); ferr != nil {
+		writeError(w, ferr)
+		return
+	}
+	payload, err := fsm.EncodeCommand(cmd)
+	if err != nil {
+		message(w, 500, "An unexpected error occurred")
+		return
+	}
+	reqID := NewUUID()
+	w.Header().Set("X-Gatehouse-Request-Id", reqID)
+	ev := &log.Event{Type: log.TypeEntity, Time: now, Actor: "anonymous", Source: clientAddr(r),
+		RequestID: reqID, Node: s.cfg.NodeID, Op: cmd.Op, Entity: cmd.Kind, EntityID: cmd.Key, Payload: payload}
+	if cmd.Op == log.OpCreate {
+		ev.EntityID = cmd.NewID
+	}
+	data, err := log.Encode(ev)
+	if err != nil {
+		message(w, 500, "An unexpected error occurred")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	defer cancel()
+	res, err := s.cfg.Appender.Apply(ctx, data)
+	if err != nil {
+		appendError(w, err)
+		return
+	}
+	w.Header().Set("X-Gatehouse-Config-Index", strconv.FormatUint(res.Index, 10))
+	if res.Err != nil {
+		writeError(w, res.Err)
+		return
+	}
+	if cmd.Op == log.OpDelete || res.Entity == nil {
+		w.WriteHeader(204)
+		return
+	}
+	writeJSON(w, status, res.Entity.Data)
+}
+
+// foreignEndpoint serves /child/{id}/field: the entity a foreign key points
+// at. Kong allows GET, PUT and PATCH on it; DELETE is 405.
+func (s *Server) foreignEndpoint(path, kind, field, target string) {
+	s.router.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		st := s.cfg.Store.State()
+		e := st.Find(kind, mux.Vars(r)["id"])
+		if e == nil {
+			notFound(w)
+			return
+		}
+		id := refID(e.Data, field)
+		t := st.Get(target, id)
+		if t == nil {
+			notFound(w)
+			return
+		}
+		switch r.Method {
+		case "GET", "HEAD":
+			writeJSON(w, 200, t.Data)
+		case "PATCH", "PUT":
+			op := log.OpUpdate
+			if r.Method == "PUT" {
+				op = log.OpUpsert
+			}
+			body, ok := s.readBody(w, r, target, t)
+			if !ok {
+				return
+			}
+			s.commit(w, r, st, &fsm.Command{Op: op, Kind: target, Key: t.ID, NewID: NewUUID(), Body: body}, 200)
+		default:
+			methodNotAllowed(w, r)
+		}
+	})
+}
+
+// validate serves POST /schemas/{entity}/validate: the checks a create
+// would run, without appending anything.
+func (s *Server) validate(w http.ResponseWriter, r *http.Request, kind string) {
+	body, ok := s.readBody(w, r, kind, nil)
+	if !ok {
+		return
+	}
+	if kind == fsm.KeyAuths {
+		if _, has := body["key"]; !has {
+			body["key"] = randomKey()
+		}
+	}
+	cmd := &fsm.Command{Op: log.OpCreate, Kind: kind, NewID: NewUUID(), Body: body}
+	st := s.cfg.Store.State()
+	if ferr := s.cfg.Store.Fold().Check(st, time.Now().UnixNano(), cmd); ferr != nil {
+		// References to entities that do not exist yet are fine for a
+		// schema validation (decK validates files before syncing).
+		if ferr.Code != 4 && ferr.Code != 13 {
+			writeError(w, ferr)
+			return
+		}
+	}
+	writeJSON(w, 200, map[string]any{"message": "schema validation successful"})
+}

@@ -1,0 +1,187 @@
+// Package admin is Kong's Admin API on gorilla/mux. Reads are answered from
+// the local configuration snapshot; writes become events appended through
+// the cluster, after being checked against the current state so that bad
+// input never reaches the log.
+package admin
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/gatehouse-gw/gatehouse/fsm"
+	"github.com/gatehouse-gw/gatehouse/plugins"
+)
+
+// KongVersion is the Kong release whose Admin API Gatehouse speaks. Clients
+// parse it (decK, go-kong), so it must look like an open-source Kong.
+const KongVersion = "3.9.1"
+
+// GatehouseVersion is this program's own version.
+var GatehouseVersion = "0.1.0"
+
+// Store is the local view of the configuration.
+type Store interface {
+	State() *fsm.State
+	Fold() *fsm.Fold
+	WaitIndex(ctx context.Context, index uint64) error
+}
+
+// Appender appends an encoded event and returns the fold's result once it
+// is applied locally.
+type Appender interface {
+	Apply(ctx context.Context, data []byte) (*fsm.Result, error)
+}
+
+// Cache is the proxy-cache storage the admin endpoints manage.
+type Cache interface {
+	Lookup(key string) (map[string]any, bool)
+	Delete(key string) bool
+	Purge()
+}
+
+// Config wires the Admin API.
+type Config struct {
+	NodeID     string // the operator-facing node name
+	NodeUUID   string // Kong's node_id (a UUID)
+	Store      Store
+	Appender   Appender
+	Plugins    *plugins.Registry
+	Cache      Cache
+	ServerInfo func() map[string]any // proxy counters for /status
+	Settings   map[string]any        // non-sensitive configuration for GET /
+	MaxBody    int64
+}
+
+// Server is the Admin API handler.
+type Server struct {
+	cfg    Config
+	router *mux.Router
+	hostname string
+}
+
+// New builds the Admin API.
+func New(cfg Config) *Server {
+	if cfg.MaxBody == 0 {
+		cfg.MaxBody = 8 << 20
+	}
+	s := &Server{cfg: cfg, router: mux.NewRouter()}
+	s.hostname, _ = osHostname()
+	s.routes()
+	return s
+}
+
+// ServeHTTP adds the headers every Admin API response carries.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	h := w.Header()
+	h.Set("Server", "kong/"+KongVersion)
+	h.Set("Access-Control-Allow-Origin", "*")
+	lw := &latencyWriter{ResponseWriter: w, start: start, store: s.cfg.Store}
+	defer func() {
+		if v := recover(); v != nil {
+			slog.Error("admin handler panic", "panic", v, "path", r.URL.Path)
+			writeJSON(lw, 500, map[string]any{"message": "An unexpected error occurred"})
+		}
+	}()
+	s.router.ServeHTTP(lw, r)
+}
+
+// latencyWriter stamps X-Kong-Admin-Latency and, unless a write handler
+// already set it, X-Gatehouse-Config-Index just before the header is sent.
+type latencyWriter struct {
+	http.ResponseWriter
+	start   time.Time
+	store   Store
+	written bool
+}
+
+func (w *latencyWriter) WriteHeader(code int) {
+	if w.written {
+		return
+	}
+	w.written = true
+	h := w.Header()
+	h.Set("X-Kong-Admin-Latency", strconv.FormatInt(time.Since(w.start).Milliseconds(), 10))
+	if h.Get("X-Gatehouse-Config-Index") == "" {
+		h.Set("X-Gatehouse-Config-Index", strconv.FormatUint(w.store.State().Index, 10))
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *latencyWriter) Write(b []byte) (int, error) {
+	if !w.written {
+		w.WriteHeader(200)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = 500
+		b = []byte(`{"message":"An unexpected error occurred"}`)
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+func writeError(w http.ResponseWriter, e *fsm.Error) { writeJSON(w, e.Status, e.Body()) }
+
+func message(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]any{"message": msg})
+}
+
+func notFound(w http.ResponseWriter) { message(w, 404, "Not found") }
+
+// NewUUID returns a random (v4) UUID.
+func NewUUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// randomKey returns a 32-character alphanumeric key, as Kong generates for
+// key-auth credentials created without one.
+func randomKey() string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	var b [32]byte
+	rand.Read(b[:])
+	for i := range b {
+		// 256 % 62 bias is irrelevant for a 190-bit key.
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b[:])
+}
+
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// errStatus maps cluster errors to a response.
+func appendError(w http.ResponseWriter, err error) {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		message(w, 503, "timed out waiting for the cluster to commit the change")
+		return
+	}
+	slog.Warn("admin write failed", "err", err)
+	message(w, 503, "cluster unavailable: "+err.Error())
+}

@@ -1,0 +1,233 @@
+// Package cluster runs the Raft node that orders Gatehouse's events: it
+// opens the log and stable stores, bootstraps a new cluster, appends events
+// on the leader and hands committed entries to the fsm.Machine.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/gatehouse-gw/gatehouse/fsm"
+)
+
+// ErrNoLeader is returned when no leader emerged within the wait bound.
+var ErrNoLeader = errors.New("no cluster leader available")
+
+// ErrNotLeader is returned by Apply on a follower.
+var ErrNotLeader = errors.New("this node is not the leader")
+
+// Config configures a node.
+type Config struct {
+	NodeID   string
+	DataDir  string
+	BindAddr string // Raft transport address, host:port
+	// LeaderWait bounds how long a write waits for a leader.
+	LeaderWait time.Duration
+}
+
+// Node is one Raft member.
+type Node struct {
+	cfg     Config
+	raft    *raft.Raft
+	store   *raftboltdb.BoltStore
+	trans   *raft.NetworkTransport
+	machine *fsm.Machine
+}
+
+// Open starts the Raft node. On a data dir with no Raft state it
+// bootstraps a one-node cluster with itself as the only voter; on a
+// restart it recovers from its snapshot and log.
+func Open(cfg Config, m *fsm.Machine) (*Node, error) {
+	if cfg.LeaderWait == 0 {
+		cfg.LeaderWait = 5 * time.Second
+	}
+	dir := filepath.Join(cfg.DataDir, "raft")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create raft dir: %w", err)
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("open raft store: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, hlog("raft-snapshot"))
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("open snapshot store: %w", err)
+	}
+	addr, err := net.ResolveTCPAddr("tcp", cfg.BindAddr)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("resolve cluster address %q: %w", cfg.BindAddr, err)
+	}
+	trans, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, addr, 3, 10*time.Second, hlog("raft-net"))
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("listen on cluster address %s: %w", cfg.BindAddr, err)
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = hlog("raft")
+	// Let concurrent admin writes share one fsync (Vault does the same).
+	rc.BatchApplyCh = true
+	rc.HeartbeatTimeout = 500 * time.Millisecond
+	rc.ElectionTimeout = 500 * time.Millisecond
+	rc.LeaderLeaseTimeout = 250 * time.Millisecond
+
+	existing, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		store.Close()
+		trans.Close()
+		return nil, fmt.Errorf("inspect raft state: %w", err)
+	}
+	r, err := raft.NewRaft(rc, &adapter{m: m}, store, store, snaps, trans)
+	if err != nil {
+		store.Close()
+		trans.Close()
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	if !existing {
+		f := r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
+			ID: rc.LocalID, Address: trans.LocalAddr(),
+		}}})
+		if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			r.Shutdown()
+			store.Close()
+			return nil, fmt.Errorf("bootstrap cluster: %w", err)
+		}
+	}
+	return &Node{cfg: cfg, raft: r, store: store, trans: trans, machine: m}, nil
+}
+
+func hlog(name string) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Warn, Output: os.Stderr})
+}
+
+// Apply appends an encoded event and waits until it is committed and
+// applied here, returning the fold's result. It waits a bounded time for a
+// leader to exist.
+func (n *Node) Apply(ctx context.Context, data []byte) (*fsm.Result, error) {
+	if err := n.waitLeader(ctx); err != nil {
+		return nil, err
+	}
+	if n.raft.State() != raft.Leader {
+		return nil, ErrNotLeader
+	}
+	timeout := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := n.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return nil, ErrNotLeader
+		}
+		return nil, fmt.Errorf("append event: %w", err)
+	}
+	res, _ := f.Response().(*fsm.Result)
+	if res == nil {
+		return nil, errors.New("append event: no result from state machine")
+	}
+	return res, nil
+}
+
+func (n *Node) waitLeader(ctx context.Context) error {
+	deadline := time.Now().Add(n.cfg.LeaderWait)
+	for {
+		if addr, _ := n.raft.LeaderWithID(); addr != "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return ErrNoLeader
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// IsLeader reports whether this node currently leads.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the leader's id and Raft address ("" when unknown).
+func (n *Node) Leader() (id, addr string) {
+	a, i := n.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// Stats returns Raft's own counters.
+func (n *Node) Stats() map[string]string { return n.raft.Stats() }
+
+// Close leaves the Raft node running state cleanly.
+func (n *Node) Close() error {
+	err := n.raft.Shutdown().Error()
+	n.trans.Close()
+	if cerr := n.store.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// adapter is the raft.FSM: three thin methods delegating to fsm.Machine.
+type adapter struct{ m *fsm.Machine }
+
+var (
+	_ raft.FSM         = (*adapter)(nil)
+	_ raft.BatchingFSM = (*adapter)(nil)
+)
+
+func (a *adapter) Apply(l *raft.Log) any { return a.ApplyBatch([]*raft.Log{l})[0] }
+
+func (a *adapter) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	entries := make([]fsm.Entry, 0, len(logs))
+	pos := make([]int, 0, len(logs))
+	for i, l := range logs {
+		if l.Type == raft.LogCommand {
+			entries = append(entries, fsm.Entry{Index: l.Index, Data: l.Data})
+			pos = append(pos, i)
+		}
+	}
+	if len(entries) == 0 {
+		return out
+	}
+	for i, r := range a.m.ApplyBatch(entries) {
+		out[pos[i]] = r
+	}
+	return out
+}
+
+func (a *adapter) Snapshot() (raft.FSMSnapshot, error) {
+	return &snapshot{m: a.m, s: a.m.State()}, nil
+}
+
+func (a *adapter) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	return a.m.Restore(rc)
+}
+
+type snapshot struct {
+	m *fsm.Machine
+	s *fsm.State
+}
+
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	if err := s.m.Persist(s.s, sink); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *snapshot) Release() {}

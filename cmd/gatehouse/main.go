@@ -1,0 +1,200 @@
+// Command gatehouse is the Gatehouse API gateway. This file only wires the
+// packages together; behaviour lives in them.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/gatehouse-gw/gatehouse/admin"
+	"github.com/gatehouse-gw/gatehouse/cluster"
+	"github.com/gatehouse-gw/gatehouse/fsm"
+	"github.com/gatehouse-gw/gatehouse/log"
+	"github.com/gatehouse-gw/gatehouse/plugins"
+	"github.com/gatehouse-gw/gatehouse/plugins/keyauth"
+	"github.com/gatehouse-gw/gatehouse/plugins/proxycache"
+	"github.com/gatehouse-gw/gatehouse/plugins/ratelimiting"
+	"github.com/gatehouse-gw/gatehouse/proxy"
+	"github.com/gatehouse-gw/gatehouse/proxy/router"
+)
+
+func main() {
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	app := &cli.App{
+		Name:     "gatehouse",
+		Usage:    "a Kong-compatible API gateway whose configuration is a Raft-replicated event log",
+		Version:  admin.GatehouseVersion,
+		Commands: []*cli.Command{runCommand()},
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "gatehouse:", err)
+		os.Exit(1)
+	}
+}
+
+func flag(name, def, usage string) *cli.StringFlag {
+	env := "GATEHOUSE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+	return &cli.StringFlag{Name: name, Value: def, Usage: usage, EnvVars: []string{env}}
+}
+
+func runCommand() *cli.Command {
+	host, _ := os.Hostname()
+	return &cli.Command{
+		Name:  "run",
+		Usage: "run a Gatehouse node (proxy, admin API and cluster member)",
+		Flags: []cli.Flag{
+			flag("data-dir", "./data", "directory for the Raft log, snapshots and event history"),
+			flag("proxy-listen", "0.0.0.0:8000", "proxy listen address"),
+			flag("admin-listen", "127.0.0.1:8001", "Admin API listen address"),
+			flag("status-listen", "127.0.0.1:8100", "status API listen address (/status, /status/ready, /debug/pprof)"),
+			flag("node-id", host, "this node's id in the cluster"),
+			flag("cluster-listen", "127.0.0.1:8005", "Raft transport listen address"),
+		},
+		Action: func(c *cli.Context) error {
+			return run(c.Context, runConfig{
+				dataDir: c.String("data-dir"), proxy: c.String("proxy-listen"), admin: c.String("admin-listen"),
+				status: c.String("status-listen"), nodeID: c.String("node-id"), cluster: c.String("cluster-listen"),
+			})
+		},
+	}
+}
+
+type runConfig struct {
+	dataDir, proxy, admin, status, nodeID, cluster string
+}
+
+func run(ctx context.Context, cfg runConfig) error {
+	if cfg.nodeID == "" {
+		return errors.New("--node-id must not be empty")
+	}
+	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	nodeUUID, err := loadNodeUUID(cfg.dataDir)
+	if err != nil {
+		return err
+	}
+	history, err := log.OpenHistory(filepath.Join(cfg.dataDir, "history.db"))
+	if err != nil {
+		return err
+	}
+	defer history.Close()
+
+	cache, err := proxycache.NewStore(256 << 20)
+	if err != nil {
+		return err
+	}
+	registry := plugins.NewRegistry(
+		keyauth.Definition(),
+		ratelimiting.Definition(ratelimiting.NewStore()),
+		proxycache.Definition(cache),
+	)
+	fsm.RouteValidator = func(p string) string {
+		if err := router.ValidatePath(p); err != nil {
+			return err.Error()
+		}
+		return ""
+	}
+	machine := fsm.New(history, registry)
+	rt := proxy.NewRuntime(registry, machine.State())
+	// Subscribe before Raft starts: its startup restore and log replay
+	// must reach the proxy too.
+	machine.Subscribe(rt.Update)
+
+	// Listen before starting Raft so a taken port fails fast.
+	proxyLn, err := net.Listen("tcp", cfg.proxy)
+	if err != nil {
+		return fmt.Errorf("proxy listen: %w", err)
+	}
+	adminLn, err := net.Listen("tcp", cfg.admin)
+	if err != nil {
+		proxyLn.Close()
+		return fmt.Errorf("admin listen: %w", err)
+	}
+	statusLn, err := net.Listen("tcp", cfg.status)
+	if err != nil {
+		proxyLn.Close()
+		adminLn.Close()
+		return fmt.Errorf("status listen: %w", err)
+	}
+
+	node, err := cluster.Open(cluster.Config{NodeID: cfg.nodeID, DataDir: cfg.dataDir, BindAddr: cfg.cluster}, machine)
+	if err != nil {
+		proxyLn.Close()
+		adminLn.Close()
+		statusLn.Close()
+		return err
+	}
+	px := proxy.New(rt)
+	api := admin.New(admin.Config{
+		NodeID: cfg.nodeID, NodeUUID: nodeUUID, Store: machine, Appender: node, Plugins: registry,
+		Cache: cache, ServerInfo: px.Stats,
+		Settings: map[string]any{"admin_listen": []string{cfg.admin}, "proxy_listen": []string{cfg.proxy},
+			"status_listen": []string{cfg.status}, "cluster_listen": cfg.cluster, "prefix": cfg.dataDir},
+	})
+	adminSrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	statusSrv := &http.Server{Handler: api.StatusAPI(func() error {
+		if id, _ := node.Leader(); id == "" {
+			return errors.New("no cluster leader")
+		}
+		return nil
+	}), ReadHeaderTimeout: 10 * time.Second}
+
+	errc := make(chan error, 3)
+	go func() { errc <- px.Serve(proxyLn) }()
+	go func() { errc <- adminSrv.Serve(adminLn) }()
+	go func() { errc <- statusSrv.Serve(statusLn) }()
+	slog.Info("gatehouse started", "node", cfg.nodeID, "proxy", proxyLn.Addr().String(),
+		"admin", adminLn.Addr().String(), "status", statusLn.Addr().String(), "cluster", cfg.cluster,
+		"data_dir", cfg.dataDir)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	var runErr error
+	select {
+	case s := <-sig:
+		slog.Info("shutting down", "signal", s.String())
+	case err := <-errc:
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			runErr = err
+			slog.Error("listener failed", "err", err)
+		}
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	adminSrv.Shutdown(sctx)
+	statusSrv.Shutdown(sctx)
+	px.Shutdown()
+	if err := node.Close(); err != nil {
+		slog.Warn("raft shutdown", "err", err)
+	}
+	return runErr
+}
+
+// loadNodeUUID returns Kong's node_id for this data dir, creating it once.
+func loadNodeUUID(dir string) (string, error) {
+	path := filepath.Join(dir, "node_uuid")
+	if b, err := os.ReadFile(path); err == nil {
+		if id := strings.TrimSpace(string(b)); fsm.IsUUID(id) {
+			return id, nil
+		}
+	}
+	id := admin.NewUUID()
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write node uuid: %w", err)
+	}
+	return id, nil
+}

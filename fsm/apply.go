@@ -1,0 +1,610 @@
+package fsm
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+
+	iradix "github.com/hashicorp/go-immutable-radix"
+
+	"github.com/gatehouse-gw/gatehouse/fsm/schema"
+)
+
+// Command is the payload of an entity event: what the admin request asked
+// for, with everything random (ids, generated keys) already chosen.
+type Command struct {
+	Op     string         `msgpack:"op"`
+	Kind   string         `msgpack:"kind"`
+	Key    string         `msgpack:"key,omitempty"`    // URL key for upsert/update/delete
+	NewID  string         `msgpack:"new_id,omitempty"` // id to use if the command creates
+	Parent *Parent        `msgpack:"parent,omitempty"` // nested URL scope (/services/{s}/routes)
+	Body   map[string]any `msgpack:"body,omitempty"`
+}
+
+// Parent is the entity a nested endpoint is scoped to; Field is the child's
+// foreign field that points at it.
+type Parent struct {
+	Kind  string `msgpack:"kind"`
+	Key   string `msgpack:"key"`
+	Field string `msgpack:"field"`
+}
+
+// Change describes what one command did to one entity. Before is nil for a
+// creation, After nil for a deletion.
+type Change struct {
+	Kind          string
+	ID            string
+	Before, After *Entity
+}
+
+// PluginDef is what the fold needs to know about a plugin: its config
+// schema, and how to check and compile a config once, at apply time.
+type PluginDef interface {
+	ConfigSchema() *schema.Schema
+	// Compile validates a normalized config (cross-field checks) and returns
+	// the parsed form the proxy runs with, or field errors keyed like the
+	// config's fields ("@entity" for config-level errors).
+	Compile(config map[string]any) (any, schema.Errors)
+}
+
+// PluginRegistry resolves plugin names; declared here, implemented by the
+// plugins package and wired by cmd.
+type PluginRegistry interface {
+	Plugin(name string) (PluginDef, bool)
+}
+
+// Fold applies commands to states. It is deterministic: the same state,
+// command and time always give the same result, on every node.
+type Fold struct {
+	Plugins PluginRegistry
+}
+
+type txn struct {
+	base     *State
+	entities *iradix.Txn
+	unique   *iradix.Txn
+	children *iradix.Txn
+	tags     *iradix.Txn
+	names    map[string]int
+	changes  []Change
+}
+
+func (f *Fold) begin(s *State) *txn {
+	return &txn{base: s, entities: s.entities.Txn(), unique: s.unique.Txn(), children: s.children.Txn(),
+		tags: s.tags.Txn(), names: s.pluginNames}
+}
+
+func (t *txn) commit(index uint64) *State {
+	return &State{Index: index, entities: t.entities.Commit(), unique: t.unique.Commit(),
+		children: t.children.Commit(), tags: t.tags.Commit(), pluginNames: t.names}
+}
+
+// view returns the state as modified so far by this transaction, for
+// lookups in the middle of a batch.
+func (t *txn) view() *State {
+	return &State{entities: t.entities.CommitOnly(), unique: t.unique.CommitOnly(),
+		children: t.children.CommitOnly(), tags: t.tags.CommitOnly(), pluginNames: t.names}
+}
+
+// Apply folds one command into s. now is the event time in unix
+// nanoseconds. On error the state is unchanged.
+func (f *Fold) Apply(s *State, index uint64, now int64, cmd *Command) (*State, []Change, *Error) {
+	t := f.begin(s)
+	if err := f.exec(t, s, now, cmd); err != nil {
+		return s, nil, err
+	}
+	return t.commit(index), t.changes, nil
+}
+
+// ApplyAll folds several commands atomically: all land or none does.
+func (f *Fold) ApplyAll(s *State, index uint64, now int64, cmds []*Command) (*State, []Change, *Error) {
+	t := f.begin(s)
+	for _, c := range cmds {
+		if err := f.exec(t, t.view(), now, c); err != nil {
+			return s, nil, err
+		}
+	}
+	return t.commit(index), t.changes, nil
+}
+
+// Check runs a command against s without keeping the result: the admin API
+// uses it to reject bad input before anything is appended to the log.
+func (f *Fold) Check(s *State, now int64, cmd *Command) *Error {
+	_, _, err := f.Apply(s, s.Index, now, cmd)
+	return err
+}
+
+func (f *Fold) exec(t *txn, s *State, now int64, cmd *Command) *Error {
+	sch := Schemas[cmd.Kind]
+	if sch == nil {
+		return &Error{Status: 404, Message: "Not found"}
+	}
+	var parent *Entity
+	if cmd.Parent != nil {
+		if parent = s.Find(cmd.Parent.Kind, cmd.Parent.Key); parent == nil {
+			return ErrNotFound()
+		}
+	}
+	owned := func(e *Entity) bool {
+		return parent == nil || ref(e.Data, cmd.Parent.Field) == parent.ID
+	}
+	switch cmd.Op {
+	case "delete":
+		e := s.Find(cmd.Kind, cmd.Key)
+		if e == nil {
+			return nil // Kong answers 204 for a missing entity
+		}
+		if !owned(e) {
+			return ErrNotFound()
+		}
+		return f.delete(t, s, e)
+	case "create":
+		data := schema.DeepCopy(cmd.Body).(map[string]any)
+		id := cmd.NewID
+		if v, ok := data["id"].(string); ok && IsUUID(v) {
+			id = strings.ToLower(v)
+		}
+		data["id"] = id
+		return f.put(t, s, now, cmd, parent, nil, data)
+	case "upsert":
+		e := s.Find(cmd.Kind, cmd.Key)
+		if e != nil && !owned(e) {
+			return ErrNotFound()
+		}
+		data := schema.DeepCopy(cmd.Body).(map[string]any)
+		if e != nil {
+			data["id"] = e.ID
+		} else if IsUUID(cmd.Key) {
+			data["id"] = strings.ToLower(cmd.Key)
+		} else {
+			data["id"] = cmd.NewID
+			if ek := endpointKeys[cmd.Kind]; ek != "" {
+				if v, ok := data[ek]; ok && v != cmd.Key {
+					return SchemaError(schema.Errors{ek: "must match the URL key"})
+				}
+				data[ek] = cmd.Key
+			}
+		}
+		return f.put(t, s, now, cmd, parent, e, data)
+	case "update":
+		e := s.Find(cmd.Kind, cmd.Key)
+		if e == nil || !owned(e) {
+			return ErrNotFound()
+		}
+		data := schema.Merge(e.Data, cmd.Body)
+		data["id"] = e.ID
+		return f.put(t, s, now, cmd, parent, e, data)
+	}
+	return &Error{Status: 400, Message: "unknown operation " + cmd.Op}
+}
+
+func (f *Fold) put(t *txn, s *State, now int64, cmd *Command, parent, old *Entity, data map[string]any) *Error {
+	kind := cmd.Kind
+	if parent != nil {
+		data[cmd.Parent.Field] = map[string]any{"id": parent.ID}
+	}
+	if err := shorthands(kind, data, old); err != nil {
+		return err
+	}
+	sec := float64(now / 1e9)
+	if kind == Targets {
+		sec = float64(now/1e6) / 1000 // Kong stores target times with ms precision
+	}
+	if old != nil {
+		data["created_at"] = old.Data["created_at"]
+	} else {
+		data["created_at"] = sec
+	}
+	if Schemas[kind].Lookup("updated_at") != nil {
+		data["updated_at"] = sec
+	}
+
+	var config map[string]any
+	if kind == Plugins {
+		config, _ = data["config"].(map[string]any)
+		if data["config"] != nil && config == nil {
+			return SchemaError(schema.Errors{"config": "expected a record"})
+		}
+		delete(data, "config")
+	}
+	out, errs := Schemas[kind].Normalize(data, true)
+	if errs == nil {
+		errs = schema.Errors{}
+	}
+	entityChecks(kind, out, errs)
+	var compiled any
+	if kind == Plugins {
+		compiled = f.checkPlugin(out, config, errs)
+	}
+	if len(errs) > 0 {
+		return SchemaError(errs)
+	}
+	if err := resolveRefs(s, kind, out); err != nil {
+		return err
+	}
+	if err := checkUnique(s, kind, out, old); err != nil {
+		return err
+	}
+	e := &Entity{Kind: kind, ID: out["id"].(string), Data: out}
+	e.View = buildView(kind, out, compiled)
+	if old != nil {
+		t.unindex(old)
+	}
+	t.index(e)
+	t.changes = append(t.changes, Change{Kind: kind, ID: e.ID, Before: old, After: e})
+	return nil
+}
+
+// shorthands expands Kong's input conveniences before validation.
+func shorthands(kind string, data map[string]any, old *Entity) *Error {
+	switch kind {
+	case Services:
+		if u, ok := data["url"]; ok {
+			delete(data, "url")
+			s, _ := u.(string)
+			p, err := ParseServiceURL(s)
+			if err != nil {
+				return SchemaError(schema.Errors{"url": err.Error()})
+			}
+			for k, v := range p {
+				data[k] = v
+			}
+		}
+	case Targets:
+		if s, ok := data["target"].(string); ok && s != "" {
+			data["target"] = normalizeTarget(s)
+		}
+	case Upstreams:
+		// Kong keeps algorithm and hash_on consistent with each other.
+		if h, ok := data["hash_on"].(string); ok && (old == nil || old.Data["hash_on"] != h) {
+			if h != "none" {
+				data["algorithm"] = "consistent-hashing"
+			} else if data["algorithm"] == "consistent-hashing" {
+				data["algorithm"] = "round-robin"
+			}
+		}
+		if a, ok := data["algorithm"].(string); ok && (a == "least-connections" || a == "latency" || a == "round-robin") {
+			if a != "round-robin" || data["hash_on"] == nil {
+				data["hash_on"] = "none"
+			}
+		}
+	}
+	return nil
+}
+
+// ParseServiceURL expands a service url into protocol, host, port and path
+// as Kong's url shorthand does.
+func ParseServiceURL(s string) (map[string]any, error) {
+	s = strings.TrimSpace(s)
+	u, err := url.Parse(s)
+	if s == "" || err != nil || u.Host == "" || u.Hostname() == "" {
+		return nil, fmt.Errorf("missing host in url")
+	}
+	out := map[string]any{"host": u.Hostname()}
+	proto := u.Scheme
+	port := 0
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return nil, fmt.Errorf("invalid port in url")
+		}
+		port = n
+	}
+	if proto == "" {
+		proto = "http"
+		if port == 443 {
+			proto = "https"
+		}
+	}
+	if port == 0 {
+		port = 80
+		if proto == "https" {
+			port = 443
+		}
+	}
+	out["protocol"] = proto
+	out["port"] = float64(port)
+	if u.EscapedPath() != "" {
+		out["path"] = u.EscapedPath()
+	} else {
+		out["path"] = nil
+	}
+	return out, nil
+}
+
+func entityChecks(kind string, d map[string]any, errs schema.Errors) {
+	switch kind {
+	case Services:
+		switch str(d, "protocol") {
+		case "tcp", "tls", "udp", "grpc", "grpcs", "tls_passthrough":
+			if d["path"] != nil {
+				errs.AddEntity("value must be null when 'protocol' is " + str(d, "protocol"))
+			}
+		}
+		if str(d, "protocol") != "https" && str(d, "protocol") != "tls" {
+			for _, fld := range []string{"tls_verify", "tls_verify_depth", "ca_certificates", "client_certificate"} {
+				if d[fld] != nil {
+					errs[fld] = "value must be null when 'protocol' is " + str(d, "protocol")
+				}
+			}
+		}
+	case Routes:
+		checkRoute(d, errs)
+	case Consumers:
+		if str(d, "username") == "" && str(d, "custom_id") == "" {
+			errs.AddEntity("at least one of these fields must be non-empty: 'custom_id', 'username'")
+		}
+	case Upstreams:
+		h := str(d, "hash_on")
+		need := map[string]string{"header": "hash_on_header", "cookie": "hash_on_cookie",
+			"query_arg": "hash_on_query_arg", "uri_capture": "hash_on_uri_capture"}
+		if fld := need[h]; fld != "" && str(d, fld) == "" {
+			errs.AddEntity("failed conditional validation given value of field 'hash_on'")
+			errs[fld] = "required field missing"
+		}
+		if (h == "none" || h == "cookie") && str(d, "hash_fallback") != "none" {
+			errs["hash_fallback"] = "expected one of: none"
+		}
+	}
+}
+
+// checkRoute holds the route checks that involve more than one field.
+// Path syntax (normalisation, regex compilation) is checked by the
+// router-aware validator the proxy registers, see RouteValidator.
+func checkRoute(d map[string]any, errs schema.Errors) {
+	protos := strs(d, "protocols")
+	isHTTP, isHTTPS := false, false
+	for _, p := range protos {
+		switch p {
+		case "http", "https", "ws", "wss":
+			isHTTP = true
+			if p == "https" || p == "wss" {
+				isHTTPS = true
+			}
+		}
+	}
+	if isHTTP {
+		set := d["methods"] != nil || d["hosts"] != nil || d["headers"] != nil || d["paths"] != nil
+		if isHTTPS {
+			set = set || d["snis"] != nil
+		}
+		if !set {
+			last := protos[len(protos)-1]
+			if isHTTPS {
+				errs.AddEntity("must set one of 'methods', 'hosts', 'headers', 'paths', 'snis' when 'protocols' is '" + last + "'")
+			} else {
+				errs.AddEntity("must set one of 'methods', 'hosts', 'headers', 'paths' when 'protocols' is '" + last + "'")
+			}
+		}
+		if d["sources"] != nil {
+			errs["sources"] = "cannot set 'sources' when 'protocols' is 'http' or 'https'"
+		}
+		if d["destinations"] != nil {
+			errs["destinations"] = "cannot set 'destinations' when 'protocols' is 'http' or 'https'"
+		}
+	}
+	if d["snis"] != nil && !isHTTPS {
+		errs["snis"] = "'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls' or 'tls_passthrough'"
+	}
+	if RouteValidator != nil {
+		for i, p := range strs(d, "paths") {
+			if msg := RouteValidator(p); msg != "" {
+				l, _ := errs["paths"].([]any)
+				if l == nil {
+					l = make([]any, len(strs(d, "paths")))
+				}
+				l[i] = msg
+				errs["paths"] = l
+			}
+		}
+	} else {
+		for i, p := range strs(d, "paths") {
+			if !strings.HasPrefix(p, "/") && !strings.HasPrefix(p, "~/") {
+				l := make([]any, i+1)
+				l[i] = "should start with: / (fixed path) or ~/ (regex path)"
+				errs["paths"] = l
+			}
+		}
+	}
+}
+
+// RouteValidator validates one route path (normalisation and regex
+// syntax), returning Kong's message or "". The proxy's router owns path
+// semantics, so cmd wires it here; fsm must not import the proxy.
+var RouteValidator func(path string) string
+
+func (f *Fold) checkPlugin(d, config map[string]any, errs schema.Errors) any {
+	name := str(d, "name")
+	if name == "" {
+		return nil
+	}
+	var def PluginDef
+	ok := false
+	if f.Plugins != nil {
+		def, ok = f.Plugins.Plugin(name)
+	}
+	if !ok {
+		errs["name"] = "plugin '" + name + "' not enabled; add it to the 'plugins' configuration property"
+		return nil
+	}
+	if config == nil {
+		config = map[string]any{}
+	}
+	cfg, cerrs := def.ConfigSchema().Normalize(config, true)
+	d["config"] = cfg
+	if cerrs != nil {
+		errs["config"] = cerrs
+		return nil
+	}
+	compiled, cerrs := def.Compile(cfg)
+	if len(cerrs) > 0 {
+		errs["config"] = cerrs
+		return nil
+	}
+	return compiled
+}
+
+func resolveRefs(s *State, kind string, d map[string]any) *Error {
+	for _, fr := range foreignFields[kind] {
+		r, _ := d[fr.field].(map[string]any)
+		if r == nil {
+			continue
+		}
+		if id, ok := r["id"].(string); ok {
+			if s.Get(fr.kind, strings.ToLower(id)) == nil {
+				msg := "the foreign key '" + luaTable(map[string]any{"id": id}) + "' does not reference an existing '" + fr.kind + "' entity."
+				return &Error{Status: 400, Code: 4, Name: "foreign key violation", Message: msg,
+					Fields: map[string]any{fr.field: msg}}
+			}
+			d[fr.field] = map[string]any{"id": strings.ToLower(id)}
+			continue
+		}
+		ek := endpointKeys[fr.kind]
+		v, _ := r[ek].(string)
+		e := s.FindUnique(fr.kind, ek, v)
+		if e == nil {
+			q := luaTable(map[string]any{ek: v})
+			return &Error{Status: 400, Code: 13, Name: "foreign keys unresolved",
+				Message: "foreign key unresolved (" + fr.field + "." + ek + ": the foreign key cannot be resolved with '" +
+					q + "' for an existing '" + fr.kind + "' entity)",
+				Fields: map[string]any{fr.field: map[string]any{ek: "the foreign key cannot be resolved with '" +
+					q + "' for an existing '" + fr.kind + "' entity"}}}
+		}
+		d[fr.field] = map[string]any{"id": e.ID}
+	}
+	return nil
+}
+
+// uniqueKeys lists the unique-index entries an entity owns, with the Kong
+// fields object reported when one collides.
+func uniqueKeys(kind string, d map[string]any) (keys []string, fields []map[string]any) {
+	for _, fld := range uniqueFields[kind] {
+		if v := str(d, fld); v != "" {
+			keys = append(keys, string(k(kind, fld, v)))
+			fields = append(fields, map[string]any{fld: v})
+		}
+	}
+	switch kind {
+	case Plugins:
+		keys = append(keys, string(k(kind, "cache_key", pluginKey(str(d, "name"), ref(d, "route"), ref(d, "service"), ref(d, "consumer")))))
+		fields = append(fields, map[string]any{"name": d["name"], "route": nullRef(d, "route"),
+			"service": nullRef(d, "service"), "consumer": nullRef(d, "consumer")})
+	case Targets:
+		keys = append(keys, string(k(kind, "target", ref(d, "upstream")+"|"+str(d, "target"))))
+		fields = append(fields, map[string]any{"target": d["target"], "upstream": nullRef(d, "upstream")})
+	}
+	return keys, fields
+}
+
+func nullRef(d map[string]any, f string) any {
+	if id := ref(d, f); id != "" {
+		return map[string]any{"id": id}
+	}
+	return nil
+}
+
+func checkUnique(s *State, kind string, d map[string]any, old *Entity) *Error {
+	keys, fields := uniqueKeys(kind, d)
+	for i, key := range keys {
+		id, ok := s.unique.Get([]byte(key))
+		if ok && (old == nil || id.(string) != old.ID) && id.(string) != d["id"] {
+			return uniqueError(fields[i])
+		}
+	}
+	if old == nil && s.Get(kind, d["id"].(string)) != nil {
+		return &Error{Status: 409, Code: 3, Name: "primary key violation",
+			Message: "primary key violation on key '" + luaTable(map[string]any{"id": d["id"]}) + "'",
+			Fields: map[string]any{"id": d["id"]}}
+	}
+	return nil
+}
+
+func (t *txn) index(e *Entity) {
+	t.entities.Insert(k(e.Kind, e.ID), e)
+	keys, _ := uniqueKeys(e.Kind, e.Data)
+	for _, key := range keys {
+		t.unique.Insert([]byte(key), e.ID)
+	}
+	for _, fr := range foreignFields[e.Kind] {
+		if pid := ref(e.Data, fr.field); pid != "" {
+			t.children.Insert(k(fr.kind, pid, e.Kind, e.ID), struct{}{})
+		}
+	}
+	for _, tag := range strs(e.Data, "tags") {
+		t.tags.Insert(k(tag, e.Kind, e.ID), struct{}{})
+	}
+	if e.Kind == Plugins {
+		t.countPlugin(str(e.Data, "name"), 1)
+	}
+}
+
+func (t *txn) unindex(e *Entity) {
+	t.entities.Delete(k(e.Kind, e.ID))
+	keys, _ := uniqueKeys(e.Kind, e.Data)
+	for _, key := range keys {
+		t.unique.Delete([]byte(key))
+	}
+	for _, fr := range foreignFields[e.Kind] {
+		if pid := ref(e.Data, fr.field); pid != "" {
+			t.children.Delete(k(fr.kind, pid, e.Kind, e.ID))
+		}
+	}
+	for _, tag := range strs(e.Data, "tags") {
+		t.tags.Delete(k(tag, e.Kind, e.ID))
+	}
+	if e.Kind == Plugins {
+		t.countPlugin(str(e.Data, "name"), -1)
+	}
+}
+
+// countPlugin copies the small name→count map on write, keeping older
+// states valid.
+func (t *txn) countPlugin(name string, d int) {
+	m := make(map[string]int, len(t.names)+1)
+	for n, c := range t.names {
+		m[n] = c
+	}
+	m[name] += d
+	if m[name] <= 0 {
+		delete(m, name)
+	}
+	t.names = m
+}
+
+func (f *Fold) delete(t *txn, s *State, e *Entity) *Error {
+	// Restrict: a service still used by routes cannot go (Kong does not
+	// cascade route → service).
+	if e.Kind == Services && s.HasChildren(Services, e.ID, Routes) {
+		return &Error{Status: 400, Code: 4, Name: "foreign key violation",
+			Message: "an existing 'routes' entity references this 'services' entity",
+			Fields:  map[string]any{"@referenced_by": "routes"}}
+	}
+	var dependants []*Entity
+	for _, kind := range Kinds {
+		for _, fr := range foreignFields[kind] {
+			if fr.kind == e.Kind && fr.cascade {
+				s.Children(e.Kind, e.ID, kind, func(c *Entity) bool {
+					dependants = append(dependants, c)
+					return true
+				})
+			}
+		}
+	}
+	seen := map[string]bool{}
+	for _, c := range dependants {
+		if seen[c.Kind+c.ID] {
+			continue
+		}
+		seen[c.Kind+c.ID] = true
+		if err := f.delete(t, s, c); err != nil {
+			return err
+		}
+	}
+	if _, ok := t.entities.Get(k(e.Kind, e.ID)); !ok {
+		return nil
+	}
+	t.unindex(e)
+	t.changes = append(t.changes, Change{Kind: e.Kind, ID: e.ID, Before: e})
+	return nil
+}

@@ -1,0 +1,208 @@
+package fsm
+
+import (
+	"bytes"
+	"path/filepath"
+	"testing"
+
+	"github.com/gatehouse-gw/gatehouse/fsm/schema"
+	"github.com/gatehouse-gw/gatehouse/log"
+)
+
+// testPlugins is a one-plugin registry for fold tests.
+type testPlugins struct{}
+
+type testDef struct{}
+
+func (testPlugins) Plugin(name string) (PluginDef, bool) {
+	if name != "demo" {
+		return nil, false
+	}
+	return testDef{}, true
+}
+
+func (testDef) ConfigSchema() *schema.Schema {
+	return &schema.Schema{Fields: []*schema.Field{
+		{Name: "minute", Type: schema.Number},
+		{Name: "policy", Type: schema.String, Default: "local"},
+		{Name: "nested", Type: schema.Record, Fields: []*schema.Field{{Name: "a", Type: schema.Integer, Default: 1.0}}},
+	}}
+}
+
+func (testDef) Compile(c map[string]any) (any, schema.Errors) {
+	if c["minute"] == nil {
+		return nil, schema.Errors{"minute": "required field missing"}
+	}
+	return c["minute"], nil
+}
+
+const (
+	id1 = "11111111-1111-4111-8111-111111111111"
+	id2 = "22222222-2222-4222-8222-222222222222"
+	id3 = "33333333-3333-4333-8333-333333333333"
+)
+
+func apply(t *testing.T, f *Fold, s *State, cmd *Command) *State {
+	t.Helper()
+	next, _, err := f.Apply(s, s.Index+1, 1_700_000_000_000_000_000, cmd)
+	if err != nil {
+		t.Fatalf("apply %s %s: %v (%v)", cmd.Op, cmd.Kind, err, err.Fields)
+	}
+	return next
+}
+
+func TestServiceDefaultsAndURLShorthand(t *testing.T) {
+	f := &Fold{Plugins: testPlugins{}}
+	s := apply(t, f, Empty(), &Command{Op: "create", Kind: Services, NewID: id1,
+		Body: map[string]any{"name": "example", "url": "https://example.test:8443/api"}})
+	e := s.Get(Services, id1)
+	if e == nil {
+		t.Fatal("service not stored")
+	}
+	want := map[string]any{"protocol": "https", "host": "example.test", "port": 8443.0, "path": "/api",
+		"retries": 5.0, "connect_timeout": 60000.0, "enabled": true, "tags": nil, "created_at": 1.7e9}
+	for k, v := range want {
+		if e.Data[k] != v {
+			t.Errorf("%s = %v, want %v", k, e.Data[k], v)
+		}
+	}
+	if s.Find(Services, "example") != e {
+		t.Error("lookup by name failed")
+	}
+	if e.View.(*Service).Port != 8443 {
+		t.Error("view not built")
+	}
+}
+
+func TestURLShorthandTable(t *testing.T) {
+	cases := []struct {
+		url, proto, host string
+		port             float64
+		path             any
+	}{
+		{"http://service.test/", "http", "service.test", 80, "/"},
+		{"https://service.test/", "https", "service.test", 443, "/"},
+		{"http://example.test:443", "http", "example.test", 443, nil},
+		{"https://example2.test:80/", "https", "example2.test", 80, "/"},
+		{"http://example2.test", "http", "example2.test", 80, nil},
+	}
+	for _, c := range cases {
+		got, err := ParseServiceURL(c.url)
+		if err != nil {
+			t.Fatalf("%s: %v", c.url, err)
+		}
+		if got["protocol"] != c.proto || got["host"] != c.host || got["port"] != c.port || got["path"] != c.path {
+			t.Errorf("%s: got %v", c.url, got)
+		}
+	}
+	for _, bad := range []string{"", " ", "invalid url"} {
+		if _, err := ParseServiceURL(bad); err == nil {
+			t.Errorf("%q: expected an error", bad)
+		}
+	}
+}
+
+func TestUniqueAndReferences(t *testing.T) {
+	f := &Fold{Plugins: testPlugins{}}
+	s := apply(t, f, Empty(), &Command{Op: "create", Kind: Consumers, NewID: id1, Body: map[string]any{"username": "bob"}})
+	_, _, err := f.Apply(s, 2, 0, &Command{Op: "create", Kind: Consumers, NewID: id2, Body: map[string]any{"username": "bob"}})
+	if err == nil || err.Status != 409 || err.Message != `UNIQUE violation detected on '{username="bob"}'` {
+		t.Fatalf("duplicate username: %+v", err)
+	}
+	_, _, err = f.Apply(s, 2, 0, &Command{Op: "create", Kind: Routes, NewID: id2,
+		Body: map[string]any{"paths": []any{"/x"}, "service": map[string]any{"name": "nope"}}})
+	if err == nil || err.Code != 13 {
+		t.Fatalf("unresolved service name: %+v", err)
+	}
+	_, _, err = f.Apply(s, 2, 0, &Command{Op: "create", Kind: Routes, NewID: id2, Body: map[string]any{}})
+	if err == nil || err.Code != 2 ||
+		err.Message != "schema violation (must set one of 'methods', 'hosts', 'headers', 'paths', 'snis' when 'protocols' is 'https')" {
+		t.Fatalf("empty route: %+v", err)
+	}
+}
+
+func TestCascadeAndRestrict(t *testing.T) {
+	f := &Fold{Plugins: testPlugins{}}
+	s := apply(t, f, Empty(), &Command{Op: "create", Kind: Services, NewID: id1, Body: map[string]any{"host": "a.test"}})
+	s = apply(t, f, s, &Command{Op: "create", Kind: Routes, NewID: id2,
+		Parent: &Parent{Kind: Services, Key: id1, Field: "service"}, Body: map[string]any{"paths": []any{"/a"}}})
+	s = apply(t, f, s, &Command{Op: "create", Kind: Plugins, NewID: id3,
+		Body: map[string]any{"name": "demo", "route": map[string]any{"id": id2}, "config": map[string]any{"minute": 5.0}}})
+	if _, _, err := f.Apply(s, 9, 0, &Command{Op: "delete", Kind: Services, Key: id1}); err == nil || err.Code != 4 {
+		t.Fatalf("deleting a referenced service must fail: %+v", err)
+	}
+	next, changes, err := f.Apply(s, 9, 0, &Command{Op: "delete", Kind: Routes, Key: id2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.Get(Plugins, id3) != nil || len(changes) != 2 {
+		t.Fatalf("route delete must cascade to its plugin; changes=%d", len(changes))
+	}
+	if s.Get(Plugins, id3) == nil {
+		t.Fatal("older state must be unchanged")
+	}
+}
+
+func TestPluginPatchDeepMerges(t *testing.T) {
+	f := &Fold{Plugins: testPlugins{}}
+	s := apply(t, f, Empty(), &Command{Op: "create", Kind: Plugins, NewID: id1,
+		Body: map[string]any{"name": "demo", "config": map[string]any{"minute": 5.0, "policy": "x"}}})
+	s = apply(t, f, s, &Command{Op: "update", Kind: Plugins, Key: id1, Body: map[string]any{"config": map[string]any{"minute": 7.0}}})
+	cfg := s.Get(Plugins, id1).Data["config"].(map[string]any)
+	if cfg["minute"] != 7.0 || cfg["policy"] != "x" || cfg["nested"].(map[string]any)["a"] != 1.0 {
+		t.Fatalf("config after patch: %v", cfg)
+	}
+	if s.Get(Plugins, id1).View.(*Plugin).Compiled != 7.0 {
+		t.Fatal("compiled config not rebuilt")
+	}
+	_, _, err := f.Apply(s, 9, 0, &Command{Op: "create", Kind: Plugins, NewID: id2, Body: map[string]any{"name": "demo", "config": map[string]any{"minute": 1.0}}})
+	if err == nil || err.Status != 409 {
+		t.Fatalf("same plugin at same scope must conflict: %+v", err)
+	}
+	_, _, err = f.Apply(s, 9, 0, &Command{Op: "create", Kind: Plugins, NewID: id2, Body: map[string]any{"name": "nope"}})
+	if err == nil || err.Fields.(schema.Errors)["name"] != "plugin 'nope' not enabled; add it to the 'plugins' configuration property" {
+		t.Fatalf("unknown plugin: %+v", err)
+	}
+}
+
+func TestMachineSnapshotRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	h, err := log.OpenHistory(filepath.Join(dir, "h.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	m := New(h, testPlugins{})
+	for i, cmd := range []*Command{
+		{Op: "create", Kind: Services, NewID: id1, Body: map[string]any{"host": "a.test", "name": "svc"}},
+		{Op: "create", Kind: Consumers, NewID: id2, Body: map[string]any{"username": "luka"}},
+		{Op: "create", Kind: Consumers, NewID: id3, Body: map[string]any{"username": "luka"}}, // rejected
+	} {
+		payload, _ := EncodeCommand(cmd)
+		data, _ := log.Encode(&log.Event{Type: log.TypeEntity, Time: 1, Op: cmd.Op, Entity: cmd.Kind, Payload: payload})
+		res := m.Apply(uint64(i+1), data)
+		if (res.Err != nil) != (i == 2) {
+			t.Fatalf("event %d: unexpected result %+v", i, res.Err)
+		}
+	}
+	if rec, _ := h.Get(3); rec == nil || rec.Outcome != "rejected" {
+		t.Fatalf("rejected event must be in the history: %+v", rec)
+	}
+	var buf bytes.Buffer
+	if err := m.Persist(m.State(), &buf); err != nil {
+		t.Fatal(err)
+	}
+	h2, _ := log.OpenHistory(filepath.Join(dir, "h2.db"))
+	defer h2.Close()
+	m2 := New(h2, testPlugins{})
+	if err := m2.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	s := m2.State()
+	if s.Index != 3 || s.Find(Services, "svc") == nil || s.Find(Consumers, "luka") == nil {
+		t.Fatalf("restored state incomplete: index %d", s.Index)
+	}
+	if last, _ := h2.Last(); last != 3 {
+		t.Fatalf("restored history last index %d", last)
+	}
+}

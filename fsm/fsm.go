@@ -1,0 +1,315 @@
+// Package fsm is Gatehouse's configuration model and the fold of events into
+// immutable configuration snapshots. It knows nothing of Raft: the cluster
+// package feeds it committed log entries and asks it for snapshots.
+package fsm
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/gatehouse-gw/gatehouse/log"
+)
+
+// Update is what subscribers see after each applied batch of events.
+// Reset means the whole state was replaced (snapshot restore): derived
+// structures must be rebuilt from Next.
+type Update struct {
+	Prev, Next *State
+	Changes    []Change
+	Reset      bool
+}
+
+// Result is the response of applying one event, handed back to the caller
+// that appended it.
+type Result struct {
+	Index  uint64
+	Entity *Entity // the created/updated entity; nil for deletes
+	Err    *Error
+}
+
+// Machine holds the current state and folds committed events into it.
+// Reads take the current state with one atomic load and never block.
+type Machine struct {
+	fold    Fold
+	history *log.History
+	state   atomic.Pointer[State]
+
+	mu     sync.Mutex // serialises apply/restore and subscriber calls
+	subs   []func(Update)
+	notify chan struct{} // closed and replaced on every new state
+}
+
+// New creates a machine over history with the given plugin registry.
+func New(history *log.History, plugins PluginRegistry) *Machine {
+	m := &Machine{fold: Fold{Plugins: plugins}, history: history, notify: make(chan struct{})}
+	m.state.Store(Empty())
+	return m
+}
+
+// State returns the current snapshot.
+func (m *Machine) State() *State { return m.state.Load() }
+
+// Fold returns the fold, for validating commands before they are appended.
+func (m *Machine) Fold() *Fold { return &m.fold }
+
+// History returns the permanent event history.
+func (m *Machine) History() *log.History { return m.history }
+
+// Subscribe registers fn to be called, in apply order, after every new
+// state is published. fn runs on the apply path: it must be quick.
+func (m *Machine) Subscribe(fn func(Update)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.subs = append(m.subs, fn)
+}
+
+// WaitIndex blocks until the state reflects at least index or ctx ends.
+func (m *Machine) WaitIndex(ctx context.Context, index uint64) error {
+	for {
+		m.mu.Lock()
+		ch := m.notify
+		m.mu.Unlock()
+		if m.State().Index >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Entry is one committed log entry handed to ApplyBatch.
+type Entry struct {
+	Index uint64
+	Data  []byte
+}
+
+// Apply folds one committed entry.
+func (m *Machine) Apply(index uint64, data []byte) *Result {
+	return m.ApplyBatch([]Entry{{Index: index, Data: data}})[0]
+}
+
+// ApplyBatch folds several committed entries, publishing one new state and
+// writing their history in one transaction.
+func (m *Machine) ApplyBatch(entries []Entry) []*Result {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	prev := m.state.Load()
+	s := prev
+	results := make([]*Result, len(entries))
+	recs := make([]*log.Record, 0, len(entries))
+	var changes []Change
+	for i, en := range entries {
+		res, rec, next, ch := m.applyOne(s, en)
+		results[i] = res
+		if rec != nil {
+			recs = append(recs, rec)
+		}
+		s = next
+		changes = append(changes, ch...)
+	}
+	if err := m.history.Append(recs...); err != nil {
+		// The Raft log still holds these events; a restart replays them
+		// into the history. Losing the process is better than silently
+		// diverging, but serving on is better still: log loudly.
+		slog.Error("history append failed", "err", err)
+	}
+	m.publish(Update{Prev: prev, Next: s, Changes: changes})
+	return results
+}
+
+func (m *Machine) applyOne(s *State, en Entry) (*Result, *log.Record, *State, []Change) {
+	res := &Result{Index: en.Index}
+	ev, err := log.Decode(en.Data)
+	if errors.Is(err, log.ErrUnknownType) {
+		return res, nil, withIndex(s, en.Index), nil
+	}
+	if err != nil {
+		// A malformed entry can only come from a bug or corruption; it
+		// must not take down every node, and it must not change state.
+		slog.Error("skipping undecodable log entry", "index", en.Index, "err", err)
+		res.Err = &Error{Status: 500, Message: "An unexpected error occurred"}
+		return res, nil, withIndex(s, en.Index), nil
+	}
+	ev.Index = en.Index
+	rec := &log.Record{Event: *ev, Type: ev.Type, Outcome: "applied"}
+	cmds, err := decodeCommands(ev)
+	var next *State
+	var changes []Change
+	var ferr *Error
+	if err != nil {
+		ferr = &Error{Status: 400, Message: err.Error()}
+	} else if ev.Type == log.TypeBatch {
+		next, changes, ferr = m.fold.ApplyAll(s, en.Index, ev.Time, cmds)
+	} else {
+		next, changes, ferr = m.fold.Apply(s, en.Index, ev.Time, cmds[0])
+	}
+	if ferr != nil {
+		res.Err = ferr
+		rec.Outcome = "rejected"
+		rec.Error = ferr.Message
+		return res, rec, withIndex(s, en.Index), nil
+	}
+	if len(changes) > 0 && changes[len(changes)-1].After != nil {
+		res.Entity = changes[len(changes)-1].After
+	}
+	return res, rec, next, changes
+}
+
+// withIndex returns s advanced to index without other change; a rejected
+// event still moves the applied index forward.
+func withIndex(s *State, index uint64) *State {
+	c := *s
+	c.Index = index
+	return &c
+}
+
+func decodeCommands(ev *log.Event) ([]*Command, error) {
+	if ev.Type == log.TypeBatch {
+		var cmds []*Command
+		if err := msgpack.Unmarshal(ev.Payload, &cmds); err != nil {
+			return nil, fmt.Errorf("decode batch: %w", err)
+		}
+		for _, c := range cmds {
+			fixBody(c)
+		}
+		return cmds, nil
+	}
+	var c Command
+	if err := msgpack.Unmarshal(ev.Payload, &c); err != nil {
+		return nil, fmt.Errorf("decode command: %w", err)
+	}
+	fixBody(&c)
+	return []*Command{&c}, nil
+}
+
+// fixBody restores JSON shapes (msgpack decodes small integers as ints).
+func fixBody(c *Command) {
+	if c.Body == nil {
+		return
+	}
+	log.JSONShape(c.Body)
+}
+
+// EncodeCommand builds the payload of an entity event.
+func EncodeCommand(c *Command) ([]byte, error) { return msgpack.Marshal(c) }
+
+// EncodeBatch builds the payload of a batch event.
+func EncodeBatch(cmds []*Command) ([]byte, error) { return msgpack.Marshal(cmds) }
+
+func (m *Machine) publish(u Update) {
+	m.state.Store(u.Next)
+	for _, fn := range m.subs {
+		fn(u)
+	}
+	close(m.notify)
+	m.notify = make(chan struct{})
+}
+
+// snapshot stream: a header, the entities in dependency order, then the
+// history. Entities carry their canonical data only; views are rebuilt on
+// restore.
+type snapHeader struct {
+	Version int    `msgpack:"v"`
+	Index   uint64 `msgpack:"i"`
+}
+
+type snapEntity struct {
+	Kind string         `msgpack:"k"`
+	Data map[string]any `msgpack:"d"`
+}
+
+// Persist writes the given state and the history up to its index to w.
+// It reads only immutable data, so it may run concurrently with applies.
+func (m *Machine) Persist(s *State, w io.Writer) error {
+	if err := m.history.Sync(); err != nil {
+		return fmt.Errorf("sync history: %w", err)
+	}
+	bw := bufio.NewWriter(w)
+	enc := msgpack.NewEncoder(bw)
+	if err := enc.Encode(&snapHeader{Version: 1, Index: s.Index}); err != nil {
+		return fmt.Errorf("write snapshot header: %w", err)
+	}
+	var err error
+	for _, kind := range Kinds {
+		s.Walk(kind, "", func(e *Entity) bool {
+			err = enc.Encode(&snapEntity{Kind: kind, Data: e.Data})
+			return err == nil
+		})
+		if err != nil {
+			return fmt.Errorf("write snapshot entity: %w", err)
+		}
+	}
+	if err := enc.Encode(&snapEntity{}); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	if err := m.history.Dump(w, s.Index); err != nil {
+		return fmt.Errorf("write snapshot history: %w", err)
+	}
+	return nil
+}
+
+// Restore replaces the state and history with a snapshot written by
+// Persist.
+func (m *Machine) Restore(r io.Reader) error {
+	br := bufio.NewReader(r)
+	dec := msgpack.NewDecoder(br)
+	var h snapHeader
+	if err := dec.Decode(&h); err != nil {
+		return fmt.Errorf("read snapshot header: %w", err)
+	}
+	if h.Version != 1 {
+		return fmt.Errorf("unsupported snapshot version %d", h.Version)
+	}
+	t := m.fold.begin(Empty())
+	for {
+		var se snapEntity
+		if err := dec.Decode(&se); err != nil {
+			return fmt.Errorf("read snapshot entity: %w", err)
+		}
+		if se.Kind == "" {
+			break
+		}
+		d := se.Data
+		log.JSONShape(d)
+		e := &Entity{Kind: se.Kind, ID: str(d, "id"), Data: d}
+		e.View = buildView(se.Kind, d, m.compile(se.Kind, d))
+		t.index(e)
+	}
+	if err := m.history.Load(br); err != nil {
+		return fmt.Errorf("restore history: %w", err)
+	}
+	next := t.commit(h.Index)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.publish(Update{Prev: m.state.Load(), Next: next, Reset: true})
+	return nil
+}
+
+// compile rebuilds a plugin's compiled config when restoring; the config
+// was validated when first applied.
+func (m *Machine) compile(kind string, d map[string]any) any {
+	if kind != Plugins || m.fold.Plugins == nil {
+		return nil
+	}
+	def, ok := m.fold.Plugins.Plugin(str(d, "name"))
+	if !ok {
+		return nil
+	}
+	cfg, _ := d["config"].(map[string]any)
+	c, _ := def.Compile(cfg)
+	return c
+}

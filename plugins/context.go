@@ -1,0 +1,153 @@
+package plugins
+
+import (
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/fsm"
+)
+
+// Request is the in-flight request as plugins see it, independent of the
+// HTTP engine underneath (fasthttp today; a net/http listener for HTTP/2
+// can implement the same interface).
+type Request interface {
+	Method() string
+	Path() string // as received, without the query string
+	Host() string
+	Header(name string) (string, bool)
+	SetHeader(name, value string) // on the request sent upstream
+	DelHeader(name string)
+	Query(name string) (string, bool)
+	QueryCount(name string) int
+	DelQuery(name string)
+	VisitQuery(fn func(key, value string))
+	ContentType() string
+	Body() []byte
+	SetBody(b []byte)
+	ClientIP() string
+}
+
+// Response is the response on its way to the client: the upstream's, or
+// the one a plugin produced with Exit.
+type Response interface {
+	Status() int
+	Header(name string) (string, bool)
+	SetHeader(name, value string)
+	DelHeader(name string)
+	VisitHeaders(fn func(key, value string))
+	Body() []byte
+}
+
+// Exit is a response produced by a plugin instead of proxying.
+type Exit struct {
+	Status  int
+	Headers [][2]string
+	Body    []byte
+	// Message is set for Kong's standard error bodies; the proxy formats
+	// it (JSON, with the request id) when Body is nil.
+	Message string
+}
+
+// Context carries one request through the plugin phases. The proxy reuses
+// contexts across requests; plugins must not keep references to it.
+type Context struct {
+	Req      Request
+	Resp     Response // set for the header, body and log phases
+	State    *fsm.State
+	Route    *fsm.Route
+	Service  *fsm.Service
+	Consumer *fsm.Consumer
+	// Plugin is the instance whose handler is running, set by the proxy
+	// before each call (rate-limiting keys counters by its scope).
+	Plugin *fsm.Plugin
+	// CredentialID is the id of the credential that authenticated the
+	// consumer, if any.
+	CredentialID string
+	RequestID    string
+	Start        time.Time
+
+	exit        *Exit
+	respHeaders [][2]string
+	vars        [4]struct {
+		owner any
+		val   any
+	}
+}
+
+// Reset clears the context for reuse.
+func (c *Context) Reset() {
+	c.Req, c.Resp, c.State, c.Route, c.Service, c.Consumer, c.Plugin = nil, nil, nil, nil, nil, nil, nil
+	c.CredentialID, c.RequestID = "", ""
+	c.exit = nil
+	c.respHeaders = c.respHeaders[:0]
+	c.vars = [4]struct {
+		owner any
+		val   any
+	}{}
+}
+
+// Exit ends the request with a response; later access-phase plugins do not
+// run and nothing is proxied.
+func (c *Context) Exit(e *Exit) { c.exit = e }
+
+// Error ends the request with Kong's standard error body.
+func (c *Context) Error(status int, message string, headers ...[2]string) {
+	c.exit = &Exit{Status: status, Message: message, Headers: headers}
+}
+
+// Exited returns the exit set by a plugin, or nil.
+func (c *Context) Exited() *Exit { return c.exit }
+
+// AddResponseHeader sets a header on the client response whether the
+// request is proxied or ended by a plugin (rate-limit headers).
+func (c *Context) AddResponseHeader(name, value string) {
+	c.respHeaders = append(c.respHeaders, [2]string{name, value})
+}
+
+// ResponseHeaders lists headers added with AddResponseHeader.
+func (c *Context) ResponseHeaders() [][2]string { return c.respHeaders }
+
+// Set stores a per-request value for owner (usually the plugin handler),
+// to carry state from one phase to a later one without allocating a map.
+func (c *Context) Set(owner, val any) {
+	for i := range c.vars {
+		if c.vars[i].owner == nil || c.vars[i].owner == owner {
+			c.vars[i].owner, c.vars[i].val = owner, val
+			return
+		}
+	}
+}
+
+// Get returns the value stored by Set for owner.
+func (c *Context) Get(owner any) any {
+	for i := range c.vars {
+		if c.vars[i].owner == owner {
+			return c.vars[i].val
+		}
+	}
+	return nil
+}
+
+// SetConsumer records the authenticated consumer and sets Kong's upstream
+// consumer headers.
+func (c *Context) SetConsumer(cons *fsm.Consumer, credentialID string) {
+	c.Consumer = cons
+	c.CredentialID = credentialID
+	if cons == nil {
+		return
+	}
+	c.Req.SetHeader("X-Consumer-ID", cons.ID)
+	if cons.CustomID != "" {
+		c.Req.SetHeader("X-Consumer-Custom-ID", cons.CustomID)
+	} else {
+		c.Req.DelHeader("X-Consumer-Custom-ID")
+	}
+	if cons.Username != "" {
+		c.Req.SetHeader("X-Consumer-Username", cons.Username)
+	} else {
+		c.Req.DelHeader("X-Consumer-Username")
+	}
+	if credentialID != "" {
+		c.Req.SetHeader("X-Credential-Identifier", credentialID)
+	}
+	c.Req.DelHeader("X-Anonymous-Consumer")
+}

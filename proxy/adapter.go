@@ -1,0 +1,86 @@
+package proxy
+
+import (
+	"github.com/valyala/fasthttp"
+
+	"github.com/gatehouse-gw/gatehouse/plugins"
+)
+
+// fastRequest adapts a fasthttp request to plugins.Request. Strings it
+// returns are copies: plugins may keep them (rate-limit keys).
+type fastRequest struct {
+	ctx        *fasthttp.RequestCtx
+	queryDirty bool
+	clientIP   string
+}
+
+var _ plugins.Request = (*fastRequest)(nil)
+
+func (r *fastRequest) Method() string { return string(r.ctx.Method()) }
+func (r *fastRequest) Path() string   { return string(r.ctx.Request.URI().PathOriginal()) }
+func (r *fastRequest) Host() string   { return string(r.ctx.Request.Header.Host()) }
+
+func (r *fastRequest) Header(name string) (string, bool) {
+	v := r.ctx.Request.Header.Peek(name)
+	if v == nil {
+		return "", false
+	}
+	return string(v), true
+}
+
+func (r *fastRequest) SetHeader(name, value string) { r.ctx.Request.Header.Set(name, value) }
+func (r *fastRequest) DelHeader(name string)        { r.ctx.Request.Header.Del(name) }
+
+func (r *fastRequest) Query(name string) (string, bool) {
+	args := r.ctx.QueryArgs()
+	if !args.Has(name) {
+		return "", false
+	}
+	return string(args.Peek(name)), true
+}
+
+func (r *fastRequest) QueryCount(name string) int { return len(r.ctx.QueryArgs().PeekMulti(name)) }
+
+func (r *fastRequest) DelQuery(name string) {
+	r.ctx.QueryArgs().Del(name)
+	r.queryDirty = true
+}
+
+func (r *fastRequest) VisitQuery(fn func(key, value string)) {
+	r.ctx.QueryArgs().VisitAll(func(k, v []byte) { fn(string(k), string(v)) })
+}
+
+func (r *fastRequest) ContentType() string { return string(r.ctx.Request.Header.ContentType()) }
+func (r *fastRequest) Body() []byte        { return r.ctx.Request.Body() }
+func (r *fastRequest) SetBody(b []byte)    { r.ctx.Request.SetBody(b) }
+
+func (r *fastRequest) ClientIP() string {
+	if r.clientIP == "" {
+		r.clientIP = r.ctx.RemoteIP().String()
+	}
+	return r.clientIP
+}
+
+// fastResponse adapts the fasthttp response being sent to the client.
+type fastResponse struct{ resp *fasthttp.Response }
+
+var _ plugins.Response = (*fastResponse)(nil)
+
+func (r *fastResponse) Status() int { return r.resp.StatusCode() }
+
+func (r *fastResponse) Header(name string) (string, bool) {
+	v := r.resp.Header.Peek(name)
+	if v == nil {
+		return "", false
+	}
+	return string(v), true
+}
+
+func (r *fastResponse) SetHeader(name, value string) { r.resp.Header.Set(name, value) }
+func (r *fastResponse) DelHeader(name string)        { r.resp.Header.Del(name) }
+
+func (r *fastResponse) VisitHeaders(fn func(key, value string)) {
+	r.resp.Header.VisitAll(func(k, v []byte) { fn(string(k), string(v)) })
+}
+
+func (r *fastResponse) Body() []byte { return r.resp.Body() }

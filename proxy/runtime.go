@@ -1,0 +1,254 @@
+package proxy
+
+import (
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/gatehouse-gw/gatehouse/fsm"
+	"github.com/gatehouse-gw/gatehouse/plugins"
+	"github.com/gatehouse-gw/gatehouse/proxy/router"
+)
+
+// snapshot is everything the data path reads for one configuration state.
+// Requests load it with one atomic load and never lock.
+type snapshot struct {
+	state  *fsm.State
+	router *router.Router
+	// routes caches per-route resolution (service, upstream, plugin
+	// chain), filled lazily. It is carried over to the next snapshot
+	// when an event cannot affect it (consumers, credentials, targets).
+	routes *sync.Map // route id → *routeInfo
+	// consumerPlugins is true when some plugin is scoped to a consumer,
+	// so plugins must be re-resolved once a consumer is known.
+	consumerPlugins bool
+}
+
+// routeInfo is the resolved configuration for requests matching a route.
+type routeInfo struct {
+	route    *fsm.Route
+	service  *fsm.Service // nil when the route has none
+	upstream *fsm.Upstream
+	chain    []link
+}
+
+// link is one plugin name in priority order, with the instance that
+// applies before any consumer is known (nil if only consumer-scoped ones
+// exist).
+type link struct {
+	def    *plugins.Definition
+	plugin *fsm.Plugin
+}
+
+// Runtime keeps the proxy's derived structures in step with the fsm.
+type Runtime struct {
+	plugins *plugins.Registry
+	cur     atomic.Pointer[snapshot]
+	bal     *balancers
+}
+
+// NewRuntime builds the proxy's view of s and returns a runtime ready to
+// subscribe to updates.
+func NewRuntime(reg *plugins.Registry, s *fsm.State) *Runtime {
+	rt := &Runtime{plugins: reg, bal: newBalancers()}
+	rt.cur.Store(rt.rebuild(s))
+	return rt
+}
+
+func (rt *Runtime) load() *snapshot { return rt.cur.Load() }
+
+// rebuild constructs the router from a whole state: at startup and after
+// a snapshot restore, never per event.
+func (rt *Runtime) rebuild(s *fsm.State) *snapshot {
+	var routes []*router.Route
+	s.Walk(fsm.Routes, "", func(e *fsm.Entity) bool {
+		if r := routerRoute(s, e.View.(*fsm.Route)); r != nil {
+			routes = append(routes, r)
+		}
+		return true
+	})
+	rtr, err := router.New(routes...)
+	if err != nil {
+		// Paths were validated when applied; a failure here is a bug.
+		slog.Error("router rebuild failed", "err", err)
+		rtr, _ = router.New()
+	}
+	return &snapshot{state: s, router: rtr, routes: &sync.Map{}, consumerPlugins: hasConsumerPlugins(s)}
+}
+
+func hasConsumerPlugins(s *fsm.State) bool {
+	found := false
+	s.Walk(fsm.Plugins, "", func(e *fsm.Entity) bool {
+		if e.View.(*fsm.Plugin).ConsumerID != "" {
+			found = true
+			return false
+		}
+		return true
+	})
+	return found
+}
+
+// routerRoute converts a route for the router, or nil when it must not be
+// matched (its service is disabled: Kong falls through to other routes).
+func routerRoute(s *fsm.State, r *fsm.Route) *router.Route {
+	if r.ServiceID != "" {
+		if se := s.Get(fsm.Services, r.ServiceID); se != nil && !se.View.(*fsm.Service).Enabled {
+			return nil
+		}
+	}
+	hasHTTP := false
+	for _, p := range r.Protocols {
+		if p == "http" || p == "https" {
+			hasHTTP = true
+		}
+	}
+	if !hasHTTP {
+		return nil
+	}
+	return &router.Route{
+		ID: r.ID, Methods: r.Methods, Hosts: r.Hosts, Paths: r.Paths, Headers: r.Headers, SNIs: r.SNIs,
+		RegexPriority: r.RegexPriority, StripPath: r.StripPath, PathHandling: r.PathHandling, Payload: r,
+	}
+}
+
+// Update applies one fsm update incrementally: only the routes an event
+// touched are recompiled, so one change costs the same with 10 or 100,000
+// routes.
+func (rt *Runtime) Update(u fsm.Update) {
+	old := rt.load()
+	if u.Reset {
+		rt.bal.reset(u.Next.Index)
+		rt.cur.Store(rt.rebuild(u.Next))
+		return
+	}
+	next := &snapshot{state: u.Next, router: old.router, routes: old.routes, consumerPlugins: old.consumerPlugins}
+	touched := map[string]bool{} // route ids to re-place in the router
+	dropCache := false
+	for _, c := range u.Changes {
+		switch c.Kind {
+		case fsm.Routes:
+			touched[c.ID] = true
+			dropCache = true
+		case fsm.Services:
+			dropCache = true
+			u.Next.Children(fsm.Services, c.ID, fsm.Routes, func(e *fsm.Entity) bool {
+				touched[e.ID] = true
+				return true
+			})
+		case fsm.Plugins, fsm.Upstreams:
+			dropCache = true
+			if c.Kind == fsm.Plugins {
+				next.consumerPlugins = hasConsumerPlugins(u.Next)
+			}
+		case fsm.Targets:
+			if c.After != nil {
+				rt.bal.invalidate(c.After.View.(*fsm.Target).UpstreamID, u.Next.Index)
+			}
+			if c.Before != nil {
+				rt.bal.invalidate(c.Before.View.(*fsm.Target).UpstreamID, u.Next.Index)
+			}
+		}
+	}
+	for id := range touched {
+		var r *router.Route
+		if e := u.Next.Get(fsm.Routes, id); e != nil {
+			r = routerRoute(u.Next, e.View.(*fsm.Route))
+		}
+		if r == nil {
+			next.router = next.router.Delete(id)
+			continue
+		}
+		nr, err := next.router.Upsert(r)
+		if err != nil {
+			slog.Error("router update failed", "route", id, "err", err)
+			continue
+		}
+		next.router = nr
+	}
+	if dropCache {
+		next.routes = &sync.Map{}
+	}
+	rt.cur.Store(next)
+}
+
+// info returns the cached resolution for a route, building it on first
+// use in this snapshot.
+func (sn *snapshot) info(reg *plugins.Registry, r *fsm.Route) *routeInfo {
+	if v, ok := sn.routes.Load(r.ID); ok {
+		return v.(*routeInfo)
+	}
+	ri := &routeInfo{route: r}
+	if r.ServiceID != "" {
+		if e := sn.state.Get(fsm.Services, r.ServiceID); e != nil {
+			ri.service = e.View.(*fsm.Service)
+			if ue := sn.state.FindUnique(fsm.Upstreams, "name", ri.service.Host); ue != nil {
+				ri.upstream = ue.View.(*fsm.Upstream)
+			}
+		}
+	}
+	ri.chain = sn.chain(reg, r.ID, r.ServiceID)
+	sn.routes.Store(r.ID, ri)
+	return ri
+}
+
+// chain lists the plugins that may run for a route, in Kong's priority
+// order (higher first; ties by name for determinism).
+func (sn *snapshot) chain(reg *plugins.Registry, routeID, serviceID string) []link {
+	var out []link
+	for _, name := range sn.state.PluginNames() {
+		def, ok := reg.Get(name)
+		if !ok {
+			continue
+		}
+		p := resolve(sn.state, name, routeID, serviceID, "")
+		if p == nil && !sn.consumerPlugins {
+			continue
+		}
+		out = append(out, link{def: def, plugin: p})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].def.Priority != out[j].def.Priority {
+			return out[i].def.Priority > out[j].def.Priority
+		}
+		return out[i].def.Name < out[j].def.Name
+	})
+	return out
+}
+
+// resolve applies Kong's scope precedence for one plugin name, most
+// specific first; disabled instances do not shadow broader ones.
+func resolve(s *fsm.State, name, route, service, consumer string) *fsm.Plugin {
+	try := func(r, sv, c string) *fsm.Plugin {
+		if p := s.PluginFor(name, r, sv, c); p != nil && p.Enabled {
+			return p
+		}
+		return nil
+	}
+	if consumer != "" {
+		if p := try(route, service, consumer); p != nil {
+			return p
+		}
+		if p := try(route, "", consumer); p != nil {
+			return p
+		}
+		if p := try("", service, consumer); p != nil {
+			return p
+		}
+	}
+	if p := try(route, service, ""); p != nil {
+		return p
+	}
+	if consumer != "" {
+		if p := try("", "", consumer); p != nil {
+			return p
+		}
+	}
+	if p := try(route, "", ""); p != nil {
+		return p
+	}
+	if p := try("", service, ""); p != nil {
+		return p
+	}
+	return try("", "", "")
+}

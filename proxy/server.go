@@ -1,0 +1,422 @@
+// Package proxy is Gatehouse's data path: it matches requests to routes,
+// runs the plugin chain, balances over targets and forwards with fasthttp.
+package proxy
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/gatehouse-gw/gatehouse/fsm"
+	"github.com/gatehouse-gw/gatehouse/plugins"
+	"github.com/gatehouse-gw/gatehouse/proxy/router"
+)
+
+// KongVersion is the version advertised in Via and Server headers.
+const KongVersion = "3.9.1"
+
+const (
+	serverToken = "kong/" + KongVersion
+	viaToken    = "1.1 " + serverToken
+)
+
+// Proxy serves proxied traffic from the runtime's current snapshot.
+type Proxy struct {
+	rt      *Runtime
+	clients sync.Map // "addr|tls|connect timeout" → *fasthttp.HostClient
+	idPre   string
+	idSeq   atomic.Uint64
+	pool    sync.Pool
+
+	total  atomic.Uint64
+	server *fasthttp.Server
+}
+
+// New returns a proxy reading configuration from rt.
+func New(rt *Runtime) *Proxy {
+	var b [8]byte
+	rand.Read(b[:])
+	p := &Proxy{rt: rt, idPre: hex.EncodeToString(b[:])}
+	p.pool.New = func() any { return &reqState{} }
+	p.server = &fasthttp.Server{
+		Handler:               p.handle,
+		Name:                  serverToken,
+		NoDefaultServerHeader: true,
+		NoDefaultContentType:  true,
+		ReadTimeout:           60 * time.Second,
+		IdleTimeout:           60 * time.Second,
+		MaxRequestBodySize:    8 << 20,
+		ReduceMemoryUsage:     false,
+	}
+	return p
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (p *Proxy) Serve(ln net.Listener) error { return p.server.Serve(ln) }
+
+// Shutdown stops accepting and waits for in-flight requests.
+func (p *Proxy) Shutdown() error { return p.server.Shutdown() }
+
+// Stats returns Kong-style server counters for /status.
+func (p *Proxy) Stats() map[string]any {
+	open := p.server.GetOpenConnectionsCount()
+	return map[string]any{
+		"total_requests": p.total.Load(), "connections_active": open, "connections_accepted": open,
+		"connections_handled": open, "connections_reading": 0, "connections_writing": open,
+		"connections_waiting": 0,
+	}
+}
+
+// reqState is the pooled per-request working set.
+type reqState struct {
+	pctx plugins.Context
+	req  fastRequest
+	resp fastResponse
+	ran  []*fsm.Plugin
+}
+
+func (p *Proxy) requestID() string {
+	var b [16]byte
+	n := p.idSeq.Add(1)
+	const hexd = "0123456789abcdef"
+	for i := 15; i >= 0; i-- {
+		b[i] = hexd[n&0xf]
+		n >>= 4
+	}
+	return p.idPre + string(b[:])
+}
+
+func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
+	p.total.Add(1)
+	start := time.Now()
+	reqID := p.requestID()
+	sn := p.rt.load()
+
+	hdr := &ctx.Request.Header
+	host := string(hdr.Host())
+	port := 0
+	if a, ok := ctx.LocalAddr().(*net.TCPAddr); ok {
+		port = a.Port
+	}
+	rawPath := string(ctx.Request.URI().PathOriginal())
+	m, ok := sn.router.Match(&router.Request{
+		Method: string(ctx.Method()), Host: host, Port: port, Path: rawPath,
+		Header: func(name string) (string, bool) {
+			v := hdr.Peek(name)
+			return string(v), v != nil
+		},
+	})
+	if !ok {
+		kongError(ctx, start, reqID, 404, "no Route matched with those values")
+		return
+	}
+	route := m.Route.Payload.(*fsm.Route)
+	ri := sn.info(p.rt.plugins, route)
+	if ri.service == nil {
+		kongError(ctx, start, reqID, 503, "no Service found with those values")
+		return
+	}
+
+	rs := p.pool.Get().(*reqState)
+	defer func() {
+		rs.pctx.Reset()
+		rs.req = fastRequest{}
+		rs.resp = fastResponse{}
+		rs.ran = rs.ran[:0]
+		p.pool.Put(rs)
+	}()
+	rs.req.ctx = ctx
+	pc := &rs.pctx
+	pc.Req, pc.State, pc.Route, pc.Service, pc.RequestID, pc.Start = &rs.req, sn.state, route, ri.service, reqID, start
+
+	// Access phase, in priority order; a consumer found by an auth plugin
+	// may select consumer-scoped instances for the plugins after it.
+	for _, l := range ri.chain {
+		pl := l.plugin
+		if sn.consumerPlugins && pc.Consumer != nil {
+			pl = resolve(sn.state, l.def.Name, route.ID, route.ServiceID, pc.Consumer.ID)
+		}
+		if pl == nil {
+			continue
+		}
+		rs.ran = append(rs.ran, pl)
+		if a, ok := pl.Compiled.(plugins.Accessor); ok {
+			pc.Plugin = pl
+			a.Access(pc)
+			if pc.Exited() != nil {
+				break
+			}
+		}
+	}
+
+	rs.resp.resp = &ctx.Response
+	pc.Resp = &rs.resp
+	if ex := pc.Exited(); ex != nil {
+		writeExit(ctx, ex, reqID)
+		p.responsePhases(rs, pc)
+		ctx.Response.Header.Set("X-Kong-Response-Latency", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
+		ctx.Response.Header.Set("X-Kong-Request-Id", reqID)
+		return
+	}
+
+	upStart := time.Now()
+	status, msg := p.forward(ctx, sn, ri, m, host, port, rawPath, reqID, &rs.req)
+	upDone := time.Now()
+	if status != 0 {
+		kongError(ctx, start, reqID, status, msg)
+		return
+	}
+	rh := &ctx.Response.Header
+	stripHopByHop(rh)
+	p.responsePhases(rs, pc)
+	if len(rh.Peek("Server")) == 0 {
+		rh.Set("Server", serverToken)
+	}
+	if via := rh.Peek("Via"); len(via) > 0 {
+		rh.Set("Via", string(via)+", "+viaToken)
+	} else {
+		rh.Set("Via", viaToken)
+	}
+	rh.Set("X-Kong-Upstream-Latency", strconv.FormatInt(upDone.Sub(upStart).Milliseconds(), 10))
+	rh.Set("X-Kong-Proxy-Latency", strconv.FormatInt(upStart.Sub(start).Milliseconds(), 10))
+	rh.Set("X-Kong-Request-Id", reqID)
+}
+
+// responsePhases applies plugin response headers and runs the header and
+// body filters of the plugins that ran.
+func (p *Proxy) responsePhases(rs *reqState, pc *plugins.Context) {
+	for _, h := range pc.ResponseHeaders() {
+		rs.resp.resp.Header.Set(h[0], h[1])
+	}
+	for _, pl := range rs.ran {
+		pc.Plugin = pl
+		if f, ok := pl.Compiled.(plugins.HeaderFilter); ok {
+			f.HeaderFilter(pc)
+		}
+		if f, ok := pl.Compiled.(plugins.BodyFilter); ok {
+			f.BodyFilter(pc)
+		}
+	}
+	for _, pl := range rs.ran {
+		if f, ok := pl.Compiled.(plugins.Logger); ok {
+			pc.Plugin = pl
+			f.Log(pc)
+		}
+	}
+}
+
+func writeExit(ctx *fasthttp.RequestCtx, ex *plugins.Exit, reqID string) {
+	resp := &ctx.Response
+	resp.Reset()
+	resp.SetStatusCode(ex.Status)
+	if ex.Body != nil {
+		resp.SetBody(ex.Body)
+	} else {
+		resp.Header.SetContentType("application/json; charset=utf-8")
+		resp.SetBodyString(errorBody(ex.Message, reqID))
+	}
+	for _, h := range ex.Headers {
+		resp.Header.Set(h[0], h[1])
+	}
+	if len(resp.Header.Peek("Server")) == 0 {
+		resp.Header.Set("Server", serverToken)
+	}
+}
+
+// errorBody is Kong's default JSON error template.
+func errorBody(msg, reqID string) string {
+	var b strings.Builder
+	b.WriteString("{\n  \"message\":")
+	b.WriteString(strconv.Quote(msg))
+	b.WriteString(",\n  \"request_id\":\"")
+	b.WriteString(reqID)
+	b.WriteString("\"\n}")
+	return b.String()
+}
+
+func kongError(ctx *fasthttp.RequestCtx, start time.Time, reqID string, status int, msg string) {
+	resp := &ctx.Response
+	resp.Reset()
+	resp.SetStatusCode(status)
+	resp.Header.SetContentType("application/json; charset=utf-8")
+	resp.Header.Set("Server", serverToken)
+	resp.Header.Set("X-Kong-Response-Latency", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
+	resp.Header.Set("X-Kong-Request-Id", reqID)
+	resp.SetBodyString(errorBody(msg, reqID))
+}
+
+var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
+	"TE", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+func stripHopByHopReq(h *fasthttp.RequestHeader) {
+	if c := h.Peek("Connection"); len(c) > 0 {
+		for _, n := range bytes.Split(c, []byte(",")) {
+			if n = bytes.TrimSpace(n); len(n) > 0 && !bytes.EqualFold(n, []byte("close")) && !bytes.EqualFold(n, []byte("keep-alive")) {
+				h.DelBytes(n)
+			}
+		}
+	}
+	for _, n := range hopByHop {
+		h.Del(n)
+	}
+}
+
+func stripHopByHop(h *fasthttp.ResponseHeader) {
+	if c := h.Peek("Connection"); len(c) > 0 {
+		for _, n := range bytes.Split(c, []byte(",")) {
+			if n = bytes.TrimSpace(n); len(n) > 0 && !bytes.EqualFold(n, []byte("close")) && !bytes.EqualFold(n, []byte("keep-alive")) {
+				h.DelBytes(n)
+			}
+		}
+	}
+	for _, n := range hopByHop {
+		h.Del(n)
+	}
+	h.ResetConnectionClose()
+}
+
+// forward sends the request upstream, retrying other peers on connection
+// failures. It returns a Kong error status and message, or 0 on success.
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, sn *snapshot, ri *routeInfo, m router.Match,
+	host string, port int, rawPath, reqID string, fr *fastRequest) (int, string) {
+	svc := ri.service
+	req := &ctx.Request
+
+	upPath := router.UpstreamPath(svc.Path, m)
+	query := ctx.URI().QueryString()
+	if fr.queryDirty {
+		query = ctx.QueryArgs().QueryString()
+	}
+	uri := upPath
+	if len(query) > 0 {
+		uri = upPath + "?" + string(query)
+	}
+
+	// Forwarded headers: Gatehouse trusts no client's X-Forwarded-* yet
+	// (Kong's trusted_ips is empty by default), so they are replaced.
+	clientIP := fr.ClientIP()
+	h := &req.Header
+	if xff := h.Peek("X-Forwarded-For"); len(xff) > 0 {
+		h.Set("X-Forwarded-For", string(xff)+", "+clientIP)
+	} else {
+		h.Set("X-Forwarded-For", clientIP)
+	}
+	h.Set("X-Real-IP", clientIP)
+	h.Set("X-Forwarded-Proto", "http")
+	fhost := host
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		fhost = hh
+	}
+	h.Set("X-Forwarded-Host", fhost)
+	h.Set("X-Forwarded-Port", strconv.Itoa(port))
+	h.Set("X-Forwarded-Path", rawPath)
+	if m.StripPrefix != "" && m.StripPrefix != "/" && ri.route.StripPath {
+		h.Set("X-Forwarded-Prefix", m.StripPrefix)
+	} else {
+		h.Del("X-Forwarded-Prefix")
+	}
+	if via := h.Peek("Via"); len(via) > 0 {
+		h.Set("Via", string(via)+", "+viaToken)
+	} else {
+		h.Set("Via", viaToken)
+	}
+	h.Set("X-Kong-Request-Id", reqID)
+	stripHopByHopReq(h)
+
+	tls := svc.Protocol == "https"
+	var bal *balancer
+	upstreamHost := svc.Host
+	if ri.upstream != nil {
+		bal = p.rt.bal.get(sn.state, ri.upstream.ID)
+	}
+	hostHeader := host
+	if !ri.route.PreserveHost {
+		hostHeader = hostWithPort(svc.Host, svc.Port, tls)
+		if ri.upstream != nil && ri.upstream.HostHeader != "" {
+			hostHeader = ri.upstream.HostHeader
+		}
+	}
+
+	var failed []string
+	tries := svc.Retries + 1
+	for attempt := 0; attempt < tries; attempt++ {
+		addr := net.JoinHostPort(upstreamHost, strconv.Itoa(svc.Port))
+		if bal != nil {
+			addr = bal.next(failed)
+			if addr == "" {
+				if len(failed) > 0 {
+					return 502, "An invalid response was received from the upstream server"
+				}
+				return 503, "failure to get a peer from the ring-balancer"
+			}
+		}
+		req.SetRequestURI(uri)
+		req.Header.SetHost(hostHeader)
+		req.UseHostHeader = true
+		if tls {
+			req.URI().SetScheme("https")
+		} else {
+			req.URI().SetScheme("http")
+		}
+		err := p.client(addr, tls, svc.ConnectTimeout).DoTimeout(req, &ctx.Response, svc.ReadTimeout+svc.WriteTimeout)
+		if err == nil {
+			return 0, ""
+		}
+		if errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, os.ErrDeadlineExceeded) {
+			return 504, "The upstream server is timing out"
+		}
+		if !retryable(err) {
+			return 502, "An invalid response was received from the upstream server"
+		}
+		failed = append(failed, addr)
+	}
+	return 502, "An invalid response was received from the upstream server"
+}
+
+// retryable reports failures that happened before the upstream saw the
+// request, so retrying cannot repeat a side effect.
+func retryable(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return errors.Is(err, fasthttp.ErrDialTimeout) || errors.Is(err, syscall.ECONNREFUSED)
+}
+
+func hostWithPort(h string, port int, tls bool) string {
+	if (!tls && port == 80) || (tls && port == 443) {
+		return h
+	}
+	return net.JoinHostPort(h, strconv.Itoa(port))
+}
+
+func (p *Proxy) client(addr string, tls bool, connect time.Duration) *fasthttp.HostClient {
+	key := addr + "|" + strconv.FormatBool(tls) + "|" + connect.String()
+	if c, ok := p.clients.Load(key); ok {
+		return c.(*fasthttp.HostClient)
+	}
+	c := &fasthttp.HostClient{
+		Addr:                          addr,
+		IsTLS:                         tls,
+		Dial:                          func(a string) (net.Conn, error) { return fasthttp.DialTimeout(a, connect) },
+		MaxConns:                      1024,
+		MaxIdleConnDuration:           60 * time.Second,
+		NoDefaultUserAgentHeader:      true,
+		DisableHeaderNamesNormalizing: true,
+		DisablePathNormalizing:        true,
+		MaxIdemponentCallAttempts:     1,
+	}
+	v, _ := p.clients.LoadOrStore(key, c)
+	return v.(*fasthttp.HostClient)
+}

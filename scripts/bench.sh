@@ -1,0 +1,423 @@
+#!/usr/bin/env bash
+# Benchmark Gatehouse's proxy against nginx as a plain reverse proxy.
+#
+# Each proxy runs pinned to one core in front of the same tiny upstream
+# (scripts/benchupstream); wrk drives it from another core. For every case we
+# report throughput, p99 latency and -- the number the bars are about -- the
+# CPU time the proxy process spent per request, compared with nginx's.
+# See scripts/README.md for the method.
+#
+# Environment:
+#   BENCH_SECONDS=15        measured wrk run length per case
+#   BENCH_WARMUP=3          warm-up wrk run length per case
+#   BENCH_CONNECTIONS=50    wrk -c
+#   BENCH_ONLY_NGINX=1      skip the Gatehouse rows (no Gatehouse build)
+#   BENCH_PROXY_CPU=1       core for nginx / Gatehouse
+#   BENCH_CLIENT_CPU=0      core for wrk
+#   BENCH_UPSTREAM_CPU=     core for the upstream (default: 2 if the machine
+#                           has more than 2 cores, else the client core)
+#   BENCH_OUT=FILE          also write the markdown report to FILE
+#   BENCH_KEEP_TMP=1        keep the temp dir (logs, configs) for inspection
+#
+# Exit code: 0 when every case ran with only 2xx responses; non-zero when a
+# step failed. The PASS/OVER verdicts are informational and never fail it.
+set -euo pipefail
+
+BENCH_SECONDS=${BENCH_SECONDS:-15}
+BENCH_WARMUP=${BENCH_WARMUP:-3}
+BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-50}
+BENCH_ONLY_NGINX=${BENCH_ONLY_NGINX:-0}
+BENCH_OUT=${BENCH_OUT:-}
+BENCH_KEEP_TMP=${BENCH_KEEP_TMP:-0}
+
+# Bars from the issue: Gatehouse CPU µs/request relative to nginx's.
+BAR_PLAIN=1.5
+BAR_PLUGINS=1.8
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- tools ----
+PATH=$PATH:/usr/sbin:/sbin
+if ! command -v nginx >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1; then
+	log "installing nginx and wrk"
+	SUDO=()
+	if [[ $(id -u) -ne 0 ]]; then
+		command -v sudo >/dev/null 2>&1 || die "nginx/wrk missing and not root (no sudo)"
+		SUDO=(sudo)
+	fi
+	"${SUDO[@]}" apt-get update
+	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y nginx wrk
+fi
+for tool in nginx wrk curl taskset getconf awk go; do
+	command -v "$tool" >/dev/null 2>&1 || die "required tool not found: $tool"
+done
+
+CLK_TCK=$(getconf CLK_TCK)
+NCPU=$(nproc)
+if ((NCPU >= 2)); then
+	PROXY_CPU=${BENCH_PROXY_CPU:-1}
+	CLIENT_CPU=${BENCH_CLIENT_CPU:-0}
+	if ((NCPU > 2)); then
+		UPSTREAM_CPU=${BENCH_UPSTREAM_CPU:-2}
+	else
+		UPSTREAM_CPU=${BENCH_UPSTREAM_CPU:-$CLIENT_CPU}
+	fi
+else
+	log "WARNING: only $NCPU CPU; running unpinned, numbers are not meaningful"
+	PROXY_CPU=${BENCH_PROXY_CPU:-}
+	CLIENT_CPU=${BENCH_CLIENT_CPU:-}
+	UPSTREAM_CPU=${BENCH_UPSTREAM_CPU:-}
+fi
+
+# Command prefixes that pin a process to its core. Arrays, not a function, so
+# that "${PIN_X[@]}" cmd & leaves $! = the pid of cmd itself (taskset execs).
+PIN_PROXY=() PIN_CLIENT=() PIN_UPSTREAM=()
+[[ -n $PROXY_CPU ]] && PIN_PROXY=(taskset -c "$PROXY_CPU")
+[[ -n $CLIENT_CPU ]] && PIN_CLIENT=(taskset -c "$CLIENT_CPU")
+[[ -n $UPSTREAM_CPU ]] && PIN_UPSTREAM=(taskset -c "$UPSTREAM_CPU")
+
+# ------------------------------------------------------ temp + cleanup ----
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-bench.XXXXXX")
+UPSTREAM_PID=
+NGINX_PID=
+GATEHOUSE_PID=
+
+# stop_pid PID NAME: SIGTERM, wait up to 5 s, then SIGKILL.
+stop_pid() {
+	local pid=$1 name=$2 i
+	[[ -n $pid ]] || return 0
+	kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 50; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		log "$name ($pid) did not stop in 5s; killing"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local rc=$?
+	set +e
+	stop_pid "$GATEHOUSE_PID" gatehouse
+	if [[ -n $NGINX_PID ]] && kill -0 "$NGINX_PID" 2>/dev/null; then
+		timeout 5 nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log" -s stop 2>/dev/null
+		stop_pid "$NGINX_PID" nginx
+	fi
+	stop_pid "$UPSTREAM_PID" upstream
+	if [[ $BENCH_KEEP_TMP == 1 ]]; then
+		log "kept $TMP"
+	else
+		rm -rf "$TMP"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- ports ----
+# free_port: print a loopback TCP port nothing listens on and not handed out
+# before in this run.
+USED_PORTS=" "
+free_port() {
+	local i p
+	for ((i = 0; i < 200; i++)); do
+		p=$((20000 + RANDOM % 30000))
+		[[ $USED_PORTS == *" $p "* ]] && continue
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
+	done
+	die "no free port found"
+}
+# Assign in the main shell (not in $(...)) so USED_PORTS persists.
+next_port() {
+	local -n out=$1
+	local f
+	f=$(free_port)
+	USED_PORTS+="$f "
+	out=$f
+}
+
+# wait_http URL [CURL_ARGS...]: wait up to 30 s for a 200 from URL.
+wait_http() {
+	local url=$1 i code
+	shift
+	for ((i = 0; i < 300; i++)); do
+		code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$@" "$url" || true)
+		[[ $code == 200 ]] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# ---------------------------------------------------------------- build ----
+mkdir -p bin
+log "building upstream"
+go build -o "$TMP/benchupstream" ./scripts/benchupstream
+if [[ $BENCH_ONLY_NGINX != 1 ]]; then
+	log "building bin/gatehouse"
+	go build -o bin/gatehouse ./cmd/gatehouse || die "go build ./cmd/gatehouse failed (use BENCH_ONLY_NGINX=1 for the nginx row only)"
+fi
+
+# ------------------------------------------------------------- upstream ----
+next_port UP_PORT
+log "starting upstream on 127.0.0.1:$UP_PORT (cpu ${UPSTREAM_CPU:-any})"
+"${PIN_UPSTREAM[@]}" env GOMAXPROCS=1 "$TMP/benchupstream" -listen "127.0.0.1:$UP_PORT" >"$TMP/upstream.log" 2>&1 &
+UPSTREAM_PID=$!
+wait_http "http://127.0.0.1:$UP_PORT/" || die "upstream did not come up: $(cat "$TMP/upstream.log")"
+
+# ----------------------------------------------------- CPU accounting ----
+# cpu_ticks PID...: sum of utime+stime (clock ticks) of the given processes,
+# all threads included. /proc/PID/stat fields 14 and 15; the comm field (2)
+# may contain spaces, so split after its closing parenthesis, where field 3
+# is index 0 and fields 14/15 are indexes 11/12.
+cpu_ticks() {
+	local pid stat rest sum=0
+	local -a f
+	for pid in "$@"; do
+		stat=$(<"/proc/$pid/stat") || die "process $pid is gone"
+		rest=${stat##*) }
+		read -ra f <<<"$rest"
+		sum=$((sum + f[11] + f[12]))
+	done
+	echo "$sum"
+}
+
+# children PID: the pids whose parent is PID (ppid is field 4 of stat).
+children() {
+	local parent=$1 st rest out=""
+	local -a f
+	for st in /proc/[0-9]*/stat; do
+		{ rest=$(<"$st"); } 2>/dev/null || continue
+		rest=${rest##*) }
+		read -ra f <<<"$rest"
+		if [[ ${f[1]} == "$parent" ]]; then
+			st=${st#/proc/}
+			out+="${st%/stat} "
+		fi
+	done
+	echo "$out"
+}
+
+# --------------------------------------------------------------- cases ----
+declare -a ROW_NAME ROW_RPS ROW_P99 ROW_US ROW_REQS ROW_UTIL ROW_BAR ROW_NOTE
+FAILED=0
+
+# run_case NAME BAR URL PIDS [WRK_ARGS...]
+#   PIDS is a space-separated list of the proxy's processes; BAR is the
+#   allowed ratio to nginx, or "-" for the baseline.
+run_case() {
+	local name=$1 bar=$2 url=$3 pids=$4
+	shift 4
+	local -a pidv
+	read -ra pidv <<<"$pids"
+	local out="$TMP/wrk-${#ROW_NAME[@]}.txt"
+
+	log "[$name] warm-up ${BENCH_WARMUP}s: $url"
+	"${PIN_CLIENT[@]}" wrk -t1 -c"$BENCH_CONNECTIONS" -d"${BENCH_WARMUP}s" "$@" "$url" >"$TMP/warmup.txt" 2>&1 ||
+		die "[$name] warm-up wrk failed: $(cat "$TMP/warmup.txt")"
+
+	log "[$name] measured ${BENCH_SECONDS}s"
+	local t0 t1
+	t0=$(cpu_ticks "${pidv[@]}")
+	"${PIN_CLIENT[@]}" wrk -t1 -c"$BENCH_CONNECTIONS" -d"${BENCH_SECONDS}s" --latency "$@" "$url" >"$out" 2>&1 ||
+		die "[$name] wrk failed: $(cat "$out")"
+	t1=$(cpu_ticks "${pidv[@]}")
+	sed 's/^/    /' "$out" >&2
+
+	local rps reqs p99 non2xx sockerr note=""
+	rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+	reqs=$(awk '/ requests in / {print $1}' "$out")
+	p99=$(awk '$1 == "99%" {print $2}' "$out")
+	non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
+	sockerr=$(grep -o 'Socket errors:.*' "$out" || true)
+	[[ -n $rps && -n $reqs && -n $p99 && $reqs -gt 0 ]] || die "[$name] could not parse wrk output"
+	if [[ -n $non2xx ]]; then
+		note+="${non2xx} non-2xx responses; "
+		FAILED=1
+	fi
+	[[ -n $sockerr ]] && note+="${sockerr}; "
+
+	local dt=$((t1 - t0))
+	ROW_NAME+=("$name")
+	ROW_BAR+=("$bar")
+	ROW_RPS+=("$rps")
+	ROW_P99+=("$p99")
+	ROW_REQS+=("$reqs")
+	ROW_US+=("$(awk -v t="$dt" -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')")
+	ROW_UTIL+=("$(awk -v t="$dt" -v hz="$CLK_TCK" -v s="$BENCH_SECONDS" 'BEGIN {printf "%.0f%%", t / hz / s * 100}')")
+	ROW_NOTE+=("$note")
+	log "[$name] $rps req/s, p99 $p99, $(((dt * 1000) / CLK_TCK)) ms CPU for $reqs requests"
+}
+
+# ---------------------------------------------------------------- nginx ----
+next_port NGINX_PORT
+mkdir -p "$TMP/nginx/logs"
+NGINX_USER=""
+[[ $(id -u) -eq 0 ]] && NGINX_USER="user root;"
+cat >"$TMP/nginx/nginx.conf" <<EOF
+$NGINX_USER
+worker_processes 1;
+daemon off;
+master_process on;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log off;
+    client_body_temp_path $TMP/nginx/client_body;
+    proxy_temp_path       $TMP/nginx/proxy_temp;
+    fastcgi_temp_path     $TMP/nginx/fastcgi_temp;
+    uwsgi_temp_path       $TMP/nginx/uwsgi_temp;
+    scgi_temp_path        $TMP/nginx/scgi_temp;
+
+    # wrk keeps its connections for the whole run; so does Gatehouse.
+    keepalive_requests 1000000;
+
+    upstream bench_upstream {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+
+        location / {
+            proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+NGINX_ARGS=(-p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log")
+nginx "${NGINX_ARGS[@]}" -t >"$TMP/nginx-t.log" 2>&1 || die "nginx config test failed: $(cat "$TMP/nginx-t.log")"
+log "starting nginx on 127.0.0.1:$NGINX_PORT (cpu ${PROXY_CPU:-any})"
+"${PIN_PROXY[@]}" nginx "${NGINX_ARGS[@]}" >"$TMP/nginx/stdout.log" 2>&1 &
+NGINX_PID=$!
+wait_http "http://127.0.0.1:$NGINX_PORT/plain" || die "nginx did not come up: $(cat "$TMP/nginx/error.log")"
+NGINX_WORKERS=$(children "$NGINX_PID")
+[[ -n $NGINX_WORKERS ]] || die "no nginx worker process found"
+log "nginx master $NGINX_PID, workers $NGINX_WORKERS"
+
+run_case "nginx plain proxy" - "http://127.0.0.1:$NGINX_PORT/plain" "$NGINX_PID $NGINX_WORKERS"
+
+timeout 5 nginx "${NGINX_ARGS[@]}" -s stop 2>/dev/null || true
+stop_pid "$NGINX_PID" nginx
+NGINX_PID=
+
+# ------------------------------------------------------------ gatehouse ----
+# admin_post PATH ARGS...: POST form data to the Admin API. Retries while the
+# node is not ready (connection refused / 5xx); 201, 200 and 409 (left over
+# from an earlier retry) count as success.
+admin_post() {
+	local path=$1 i code
+	shift
+	for ((i = 0; i < 50; i++)); do
+		code=$(curl -s -o "$TMP/admin-resp.json" -w '%{http_code}' --max-time 5 \
+			-X POST "http://127.0.0.1:$ADMIN_PORT$path" "$@" || true)
+		case $code in
+		200 | 201 | 409) return 0 ;;
+		000 | 5??) sleep 0.2 ;;
+		*) die "POST $path -> $code: $(cat "$TMP/admin-resp.json")" ;;
+		esac
+	done
+	die "POST $path kept failing (last $code): $(cat "$TMP/admin-resp.json" 2>/dev/null)"
+}
+
+if [[ $BENCH_ONLY_NGINX != 1 ]]; then
+	next_port PROXY_PORT
+	next_port ADMIN_PORT
+	next_port STATUS_PORT
+	next_port CLUSTER_PORT
+	log "starting gatehouse: proxy $PROXY_PORT admin $ADMIN_PORT (cpu ${PROXY_CPU:-any}, GOMAXPROCS=1)"
+	"${PIN_PROXY[@]}" env GOMAXPROCS=1 bin/gatehouse run \
+		--data-dir "$TMP/gh" \
+		--node-id bench \
+		--proxy-listen "127.0.0.1:$PROXY_PORT" \
+		--admin-listen "127.0.0.1:$ADMIN_PORT" \
+		--status-listen "127.0.0.1:$STATUS_PORT" \
+		--cluster-listen "127.0.0.1:$CLUSTER_PORT" \
+		>"$TMP/gatehouse.log" 2>&1 &
+	GATEHOUSE_PID=$!
+	wait_http "http://127.0.0.1:$ADMIN_PORT/" || die "gatehouse admin API did not come up: $(tail -n 30 "$TMP/gatehouse.log")"
+
+	UP_URL="http://127.0.0.1:$UP_PORT"
+	admin_post /services -d name=bench -d "url=$UP_URL"
+	admin_post /services/bench/routes -d name=plain -d 'paths[]=/plain'
+	admin_post /services -d name=bench-plugins -d "url=$UP_URL"
+	admin_post /services/bench-plugins/routes -d name=plugins -d 'paths[]=/plugins'
+	admin_post /routes/plugins/plugins -d name=key-auth
+	admin_post /routes/plugins/plugins -d name=rate-limiting -d config.hour=1000000000 -d config.policy=local
+	admin_post /consumers -d username=bench
+	admin_post /consumers/bench/key-auth -d key=benchkey
+
+	GH="http://127.0.0.1:$PROXY_PORT"
+	wait_http "$GH/plain" || die "gatehouse /plain never answered 200"
+	wait_http "$GH/plugins" -H 'apikey: benchkey' || die "gatehouse /plugins (with apikey) never answered 200"
+	code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$GH/plugins" || true)
+	[[ $code == 401 ]] || log "WARNING: /plugins without apikey answered $code, expected 401 (key-auth not enforced?)"
+	hdr=$(curl -s -D - -o /dev/null --max-time 2 -H 'apikey: benchkey' "$GH/plugins" || true)
+	grep -qi '^x-ratelimit-limit-hour' <<<"$hdr" ||
+		log "WARNING: /plugins response has no X-RateLimit-Limit-Hour header (rate-limiting not applied?)"
+
+	run_case "gatehouse no plugins" "$BAR_PLAIN" "$GH/plain" "$GATEHOUSE_PID"
+	run_case "gatehouse key-auth + rate-limiting" "$BAR_PLUGINS" "$GH/plugins" "$GATEHOUSE_PID" -H 'apikey: benchkey'
+fi
+
+# --------------------------------------------------------------- report ----
+report() {
+	local base=${ROW_US[0]} i ratio verdict
+	echo
+	echo "## Gatehouse vs nginx, one core each (wrk -t1 -c$BENCH_CONNECTIONS, ${BENCH_SECONDS}s)"
+	echo
+	echo "| case | req/s | p99 | CPU µs/req | × nginx |"
+	echo "| --- | ---: | ---: | ---: | ---: |"
+	for i in "${!ROW_NAME[@]}"; do
+		ratio=$(awk -v a="${ROW_US[$i]}" -v b="$base" 'BEGIN {printf "%.2f×", a / b}')
+		printf '| %s | %.0f | %s | %s | %s |\n' "${ROW_NAME[$i]}" "${ROW_RPS[$i]}" "${ROW_P99[$i]}" "${ROW_US[$i]}" "$ratio"
+	done
+	echo
+	echo "Bars (CPU µs/req relative to nginx; informational):"
+	echo
+	for i in "${!ROW_NAME[@]}"; do
+		[[ ${ROW_BAR[$i]} == - ]] && continue
+		ratio=$(awk -v a="${ROW_US[$i]}" -v b="$base" 'BEGIN {printf "%.2f", a / b}')
+		verdict=$(awk -v r="$ratio" -v m="${ROW_BAR[$i]}" 'BEGIN {print (r <= m) ? "PASS" : "OVER"}')
+		echo "- ${ROW_NAME[$i]}: ${ratio}× (bar ≤ ${ROW_BAR[$i]}×) **$verdict**"
+	done
+	[[ $BENCH_ONLY_NGINX == 1 ]] && echo "- (BENCH_ONLY_NGINX=1: Gatehouse rows skipped)"
+	echo
+	echo "Details:"
+	echo
+	for i in "${!ROW_NAME[@]}"; do
+		echo "- ${ROW_NAME[$i]}: ${ROW_REQS[$i]} requests, proxy CPU use ${ROW_UTIL[$i]} of one core${ROW_NOTE[$i]:+; ${ROW_NOTE[$i]%; }}"
+	done
+	echo "- cores: proxy ${PROXY_CPU:-any}, wrk ${CLIENT_CPU:-any}, upstream ${UPSTREAM_CPU:-any} (of $NCPU); $(nginx -v 2>&1); $(go version)"
+}
+
+if [[ -n $BENCH_OUT ]]; then
+	report | tee "$BENCH_OUT"
+else
+	report
+fi
+
+if ((FAILED)); then
+	log "some case saw non-2xx responses; its numbers are not valid"
+	exit 1
+fi
