@@ -12,6 +12,8 @@
 #   BENCH_WARMUP=3          warm-up wrk run length per case
 #   BENCH_CONNECTIONS=50    wrk -c
 #   BENCH_ONLY_NGINX=1      skip the Gatehouse rows (no Gatehouse build)
+#   BENCH_GATEHOUSE_BIN=P   benchmark the binary P instead of building
+#                           bin/gatehouse (e.g. an older build to compare)
 #   BENCH_PROXY_CPU=1       core for nginx / Gatehouse
 #   BENCH_CLIENT_CPU=0      core for wrk
 #   BENCH_UPSTREAM_CPU=     core for the upstream (default: 2 if the machine
@@ -29,6 +31,7 @@ BENCH_CONNECTIONS=${BENCH_CONNECTIONS:-50}
 BENCH_ONLY_NGINX=${BENCH_ONLY_NGINX:-0}
 BENCH_OUT=${BENCH_OUT:-}
 BENCH_KEEP_TMP=${BENCH_KEEP_TMP:-0}
+BENCH_GATEHOUSE_BIN=${BENCH_GATEHOUSE_BIN:-}
 
 # Bars from the issue: Gatehouse CPU µs/request relative to nginx's.
 BAR_PLAIN=1.5
@@ -85,6 +88,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/gatehouse-bench.XXXXXX")
 UPSTREAM_PID=
 NGINX_PID=
 GATEHOUSE_PID=
+WRK_PID=
 
 # stop_pid PID NAME: SIGTERM, wait up to 5 s, then SIGKILL.
 stop_pid() {
@@ -106,6 +110,7 @@ stop_pid() {
 cleanup() {
 	local rc=$?
 	set +e
+	stop_pid "$WRK_PID" wrk
 	stop_pid "$GATEHOUSE_PID" gatehouse
 	if [[ -n $NGINX_PID ]] && kill -0 "$NGINX_PID" 2>/dev/null; then
 		timeout 5 nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log" -s stop 2>/dev/null
@@ -160,13 +165,25 @@ wait_http() {
 	return 1
 }
 
+# ------------------------------------------------------------ preflight ----
+# Other load on this machine distorts every number; say so up front.
+read -r b0 t0 <<<"$(core_ticks "")"
+sleep 1
+read -r b1 t1 <<<"$(core_ticks "")"
+BUSY=$(awk -v b="$((b1 - b0))" -v t="$((t1 - t0))" 'BEGIN {printf "%.0f", t > 0 ? b / t * 100 : 0}')
+if ((BUSY > 10)); then
+	log "WARNING: the machine is already ${BUSY}% busy before the benchmark; results will be noisy"
+fi
+
 # ---------------------------------------------------------------- build ----
 mkdir -p bin
 log "building upstream"
 go build -o "$TMP/benchupstream" ./scripts/benchupstream
-if [[ $BENCH_ONLY_NGINX != 1 ]]; then
+GATEHOUSE=$BENCH_GATEHOUSE_BIN
+if [[ $BENCH_ONLY_NGINX != 1 && -z $GATEHOUSE ]]; then
 	log "building bin/gatehouse"
 	go build -o bin/gatehouse ./cmd/gatehouse || die "go build ./cmd/gatehouse failed (use BENCH_ONLY_NGINX=1 for the nginx row only)"
+	GATEHOUSE=bin/gatehouse
 fi
 
 # ------------------------------------------------------------- upstream ----
@@ -193,6 +210,15 @@ cpu_ticks() {
 	echo "$sum"
 }
 
+# core_ticks CPU: "BUSY TOTAL" clock ticks of core CPU from /proc/stat
+# (busy = everything but idle and iowait), or of all cores if CPU is empty.
+core_ticks() {
+	awk -v c="cpu$1" '$1 == c {
+		t = $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9
+		print t - $5 - $6, t
+	}' /proc/stat
+}
+
 # children PID: the pids whose parent is PID (ppid is field 4 of stat).
 children() {
 	local parent=$1 st rest out=""
@@ -210,8 +236,21 @@ children() {
 }
 
 # --------------------------------------------------------------- cases ----
-declare -a ROW_NAME ROW_RPS ROW_P99 ROW_US ROW_REQS ROW_UTIL ROW_BAR ROW_NOTE
+ROW_NAME=() ROW_RPS=() ROW_P99=() ROW_US=() ROW_REQS=() ROW_UTIL=() ROW_BAR=() ROW_NOTE=()
 FAILED=0
+
+# run_wrk OUT ARGS...: run wrk on the client core, output to OUT. In the
+# background plus wait, so that a signal to this script is handled at once
+# (bash defers traps until a foreground child exits) and cleanup can stop it.
+run_wrk() {
+	local out=$1 rc=0
+	shift
+	"${PIN_CLIENT[@]}" wrk "$@" >"$out" 2>&1 &
+	WRK_PID=$!
+	wait "$WRK_PID" || rc=$?
+	WRK_PID=
+	return "$rc"
+}
 
 # run_case NAME BAR URL PIDS [WRK_ARGS...]
 #   PIDS is a space-separated list of the proxy's processes; BAR is the
@@ -224,15 +263,18 @@ run_case() {
 	local out="$TMP/wrk-${#ROW_NAME[@]}.txt"
 
 	log "[$name] warm-up ${BENCH_WARMUP}s: $url"
-	"${PIN_CLIENT[@]}" wrk -t1 -c"$BENCH_CONNECTIONS" -d"${BENCH_WARMUP}s" "$@" "$url" >"$TMP/warmup.txt" 2>&1 ||
+	run_wrk "$TMP/warmup.txt" -t1 -c"$BENCH_CONNECTIONS" -d"${BENCH_WARMUP}s" "$@" "$url" ||
 		die "[$name] warm-up wrk failed: $(cat "$TMP/warmup.txt")"
 
 	log "[$name] measured ${BENCH_SECONDS}s"
 	local t0 t1
+	local c0 c1
+	c0=$(core_ticks "$PROXY_CPU")
 	t0=$(cpu_ticks "${pidv[@]}")
-	"${PIN_CLIENT[@]}" wrk -t1 -c"$BENCH_CONNECTIONS" -d"${BENCH_SECONDS}s" --latency "$@" "$url" >"$out" 2>&1 ||
+	run_wrk "$out" -t1 -c"$BENCH_CONNECTIONS" -d"${BENCH_SECONDS}s" --latency "$@" "$url" ||
 		die "[$name] wrk failed: $(cat "$out")"
 	t1=$(cpu_ticks "${pidv[@]}")
+	c1=$(core_ticks "$PROXY_CPU")
 	sed 's/^/    /' "$out" >&2
 
 	local rps reqs p99 non2xx sockerr note=""
@@ -248,14 +290,27 @@ run_case() {
 	fi
 	[[ -n $sockerr ]] && note+="${sockerr}; "
 
-	local dt=$((t1 - t0))
+	local dt=$((t1 - t0)) cb0 ct0 cb1 ct1 util other
+	read -r cb0 ct0 <<<"$c0"
+	read -r cb1 ct1 <<<"$c1"
+	# Share of the proxy core used by the proxy, and by anything else
+	# (other processes, interrupts): the latter should be near 0.
+	util=$(awk -v t="$dt" -v ct="$((ct1 - ct0))" 'BEGIN {printf "%.0f", ct > 0 ? t / ct * 100 : 0}')
+	other=$(awk -v t="$dt" -v cb="$((cb1 - cb0))" -v ct="$((ct1 - ct0))" 'BEGIN {o = ct > 0 ? (cb - t) / ct * 100 : 0; printf "%.0f", o < 0 ? 0 : o}')
+	if [[ -n $PROXY_CPU ]] && ((other > 10)); then
+		note+="${other}% of the proxy core went to other work: noisy; "
+		log "WARNING: [$name] ${other}% of core $PROXY_CPU was used by something other than the proxy"
+	fi
+	if ((util < 80)); then
+		note+="proxy not saturated (${util}%): client, upstream or another process limited the rate; "
+	fi
 	ROW_NAME+=("$name")
 	ROW_BAR+=("$bar")
 	ROW_RPS+=("$rps")
 	ROW_P99+=("$p99")
 	ROW_REQS+=("$reqs")
 	ROW_US+=("$(awk -v t="$dt" -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')")
-	ROW_UTIL+=("$(awk -v t="$dt" -v hz="$CLK_TCK" -v s="$BENCH_SECONDS" 'BEGIN {printf "%.0f%%", t / hz / s * 100}')")
+	ROW_UTIL+=("${util}%")
 	ROW_NOTE+=("$note")
 	log "[$name] $rps req/s, p99 $p99, $(((dt * 1000) / CLK_TCK)) ms CPU for $reqs requests"
 }
@@ -346,7 +401,7 @@ if [[ $BENCH_ONLY_NGINX != 1 ]]; then
 	next_port STATUS_PORT
 	next_port CLUSTER_PORT
 	log "starting gatehouse: proxy $PROXY_PORT admin $ADMIN_PORT (cpu ${PROXY_CPU:-any}, GOMAXPROCS=1)"
-	"${PIN_PROXY[@]}" env GOMAXPROCS=1 bin/gatehouse run \
+	"${PIN_PROXY[@]}" env GOMAXPROCS=1 "$GATEHOUSE" run \
 		--data-dir "$TMP/gh" \
 		--node-id bench \
 		--proxy-listen "127.0.0.1:$PROXY_PORT" \
@@ -406,8 +461,9 @@ report() {
 	echo "Details:"
 	echo
 	for i in "${!ROW_NAME[@]}"; do
-		echo "- ${ROW_NAME[$i]}: ${ROW_REQS[$i]} requests, proxy CPU use ${ROW_UTIL[$i]} of one core${ROW_NOTE[$i]:+; ${ROW_NOTE[$i]%; }}"
+		echo "- ${ROW_NAME[$i]}: ${ROW_REQS[$i]} requests, proxy used ${ROW_UTIL[$i]} of its core${ROW_NOTE[$i]:+; ${ROW_NOTE[$i]%; }}"
 	done
+	echo "- machine busy before start: ${BUSY}% of all cores"
 	echo "- cores: proxy ${PROXY_CPU:-any}, wrk ${CLIENT_CPU:-any}, upstream ${UPSTREAM_CPU:-any} (of $NCPU); $(nginx -v 2>&1); $(go version)"
 }
 
