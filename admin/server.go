@@ -64,8 +64,8 @@ type Config struct {
 
 // Server is the Admin API handler.
 type Server struct {
-	cfg    Config
-	router *mux.Router
+	cfg      Config
+	router   *mux.Router
 	hostname string
 }
 

@@ -42,6 +42,8 @@ type Node struct {
 	store   *raftboltdb.BoltStore
 	trans   *raft.NetworkTransport
 	machine *fsm.Machine
+	// startIndex is the last log index on disk when the node opened.
+	startIndex uint64
 }
 
 // Open starts the Raft node. On a data dir with no Raft state it
@@ -105,7 +107,21 @@ func Open(cfg Config, m *fsm.Machine) (*Node, error) {
 			return nil, fmt.Errorf("bootstrap cluster: %w", err)
 		}
 	}
-	return &Node{cfg: cfg, raft: r, store: store, trans: trans, machine: m}, nil
+	last, err := store.LastIndex()
+	if err != nil {
+		r.Shutdown()
+		store.Close()
+		return nil, fmt.Errorf("read last log index: %w", err)
+	}
+	return &Node{cfg: cfg, raft: r, store: store, trans: trans, machine: m, startIndex: last}, nil
+}
+
+// WaitReplay blocks until the entries that were in the log at startup
+// have been applied, so a restarted node does not serve an empty or stale
+// configuration. Raft only applies them once a leader has committed in
+// its term, which needs a quorum: the wait is bounded by ctx.
+func (n *Node) WaitReplay(ctx context.Context) error {
+	return n.machine.WaitIndex(ctx, n.startIndex)
 }
 
 func hlog(name string) hclog.Logger {

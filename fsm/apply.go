@@ -515,7 +515,7 @@ func checkUnique(s *State, kind string, d map[string]any, old *Entity) *Error {
 	if old == nil && s.Get(kind, d["id"].(string)) != nil {
 		return &Error{Status: 409, Code: 3, Name: "primary key violation",
 			Message: "primary key violation on key '" + luaTable(map[string]any{"id": d["id"]}) + "'",
-			Fields: map[string]any{"id": d["id"]}}
+			Fields:  map[string]any{"id": d["id"]}}
 	}
 	return nil
 }

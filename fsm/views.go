@@ -49,13 +49,13 @@ type Consumer struct {
 // Plugin is the proxy's view of a plugin instance. Compiled is the plugin's
 // parsed config, built by the plugin registry when the event was applied.
 type Plugin struct {
-	ID, Name                        string
-	RouteID, ServiceID, ConsumerID  string
-	Enabled                         bool
-	Protocols                       []string
-	Config                          map[string]any
-	Compiled                        any
-	UpdatedAt                       int64
+	ID, Name                       string
+	RouteID, ServiceID, ConsumerID string
+	Enabled                        bool
+	Protocols                      []string
+	Config                         map[string]any
+	Compiled                       any
+	UpdatedAt                      int64
 }
 
 // Upstream is the proxy's view of an upstream.

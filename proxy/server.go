@@ -407,15 +407,14 @@ func (p *Proxy) client(addr string, tls bool, connect time.Duration) *fasthttp.H
 		return c.(*fasthttp.HostClient)
 	}
 	c := &fasthttp.HostClient{
-		Addr:                          addr,
-		IsTLS:                         tls,
-		Dial:                          func(a string) (net.Conn, error) { return fasthttp.DialTimeout(a, connect) },
-		MaxConns:                      1024,
-		MaxIdleConnDuration:           60 * time.Second,
-		NoDefaultUserAgentHeader:      true,
-		DisableHeaderNamesNormalizing: true,
-		DisablePathNormalizing:        true,
-		MaxIdemponentCallAttempts:     1,
+		Addr:                      addr,
+		IsTLS:                     tls,
+		Dial:                      func(a string) (net.Conn, error) { return fasthttp.DialTimeout(a, connect) },
+		MaxConns:                  1024,
+		MaxIdleConnDuration:       60 * time.Second,
+		NoDefaultUserAgentHeader:  true,
+		DisablePathNormalizing:    true,
+		MaxIdemponentCallAttempts: 1,
 	}
 	v, _ := p.clients.LoadOrStore(key, c)
 	return v.(*fasthttp.HostClient)

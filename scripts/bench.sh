@@ -165,34 +165,6 @@ wait_http() {
 	return 1
 }
 
-# ------------------------------------------------------------ preflight ----
-# Other load on this machine distorts every number; say so up front.
-read -r b0 t0 <<<"$(core_ticks "")"
-sleep 1
-read -r b1 t1 <<<"$(core_ticks "")"
-BUSY=$(awk -v b="$((b1 - b0))" -v t="$((t1 - t0))" 'BEGIN {printf "%.0f", t > 0 ? b / t * 100 : 0}')
-if ((BUSY > 10)); then
-	log "WARNING: the machine is already ${BUSY}% busy before the benchmark; results will be noisy"
-fi
-
-# ---------------------------------------------------------------- build ----
-mkdir -p bin
-log "building upstream"
-go build -o "$TMP/benchupstream" ./scripts/benchupstream
-GATEHOUSE=$BENCH_GATEHOUSE_BIN
-if [[ $BENCH_ONLY_NGINX != 1 && -z $GATEHOUSE ]]; then
-	log "building bin/gatehouse"
-	go build -o bin/gatehouse ./cmd/gatehouse || die "go build ./cmd/gatehouse failed (use BENCH_ONLY_NGINX=1 for the nginx row only)"
-	GATEHOUSE=bin/gatehouse
-fi
-
-# ------------------------------------------------------------- upstream ----
-next_port UP_PORT
-log "starting upstream on 127.0.0.1:$UP_PORT (cpu ${UPSTREAM_CPU:-any})"
-"${PIN_UPSTREAM[@]}" env GOMAXPROCS=1 "$TMP/benchupstream" -listen "127.0.0.1:$UP_PORT" >"$TMP/upstream.log" 2>&1 &
-UPSTREAM_PID=$!
-wait_http "http://127.0.0.1:$UP_PORT/" || die "upstream did not come up: $(cat "$TMP/upstream.log")"
-
 # ----------------------------------------------------- CPU accounting ----
 # cpu_ticks PID...: sum of utime+stime (clock ticks) of the given processes,
 # all threads included. /proc/PID/stat fields 14 and 15; the comm field (2)
@@ -234,6 +206,34 @@ children() {
 	done
 	echo "$out"
 }
+
+# ------------------------------------------------------------ preflight ----
+# Other load on this machine distorts every number; say so up front.
+read -r pb0 pt0 <<<"$(core_ticks "")"
+sleep 1
+read -r pb1 pt1 <<<"$(core_ticks "")"
+BUSY=$(awk -v b="$((pb1 - pb0))" -v t="$((pt1 - pt0))" 'BEGIN {printf "%.0f", (t > 0 ? b / t * 100 : 0)}')
+if ((BUSY > 10)); then
+	log "WARNING: the machine is already ${BUSY}% busy before the benchmark; results will be noisy"
+fi
+
+# ---------------------------------------------------------------- build ----
+mkdir -p bin
+log "building upstream"
+go build -o "$TMP/benchupstream" ./scripts/benchupstream
+GATEHOUSE=$BENCH_GATEHOUSE_BIN
+if [[ $BENCH_ONLY_NGINX != 1 && -z $GATEHOUSE ]]; then
+	log "building bin/gatehouse"
+	go build -o bin/gatehouse ./cmd/gatehouse || die "go build ./cmd/gatehouse failed (use BENCH_ONLY_NGINX=1 for the nginx row only)"
+	GATEHOUSE=bin/gatehouse
+fi
+
+# ------------------------------------------------------------- upstream ----
+next_port UP_PORT
+log "starting upstream on 127.0.0.1:$UP_PORT (cpu ${UPSTREAM_CPU:-any})"
+"${PIN_UPSTREAM[@]}" env GOMAXPROCS=1 "$TMP/benchupstream" -listen "127.0.0.1:$UP_PORT" >"$TMP/upstream.log" 2>&1 &
+UPSTREAM_PID=$!
+wait_http "http://127.0.0.1:$UP_PORT/" || die "upstream did not come up: $(cat "$TMP/upstream.log")"
 
 # --------------------------------------------------------------- cases ----
 ROW_NAME=() ROW_RPS=() ROW_P99=() ROW_US=() ROW_REQS=() ROW_UTIL=() ROW_BAR=() ROW_NOTE=()
@@ -295,8 +295,8 @@ run_case() {
 	read -r cb1 ct1 <<<"$c1"
 	# Share of the proxy core used by the proxy, and by anything else
 	# (other processes, interrupts): the latter should be near 0.
-	util=$(awk -v t="$dt" -v ct="$((ct1 - ct0))" 'BEGIN {printf "%.0f", ct > 0 ? t / ct * 100 : 0}')
-	other=$(awk -v t="$dt" -v cb="$((cb1 - cb0))" -v ct="$((ct1 - ct0))" 'BEGIN {o = ct > 0 ? (cb - t) / ct * 100 : 0; printf "%.0f", o < 0 ? 0 : o}')
+	util=$(awk -v t="$dt" -v ct="$((ct1 - ct0))" 'BEGIN {printf "%.0f", (ct > 0 ? t / ct * 100 : 0)}')
+	other=$(awk -v t="$dt" -v cb="$((cb1 - cb0))" -v ct="$((ct1 - ct0))" 'BEGIN {o = (ct > 0 ? (cb - t) / ct * 100 : 0); printf "%.0f", (o < 0 ? 0 : o)}')
 	if [[ -n $PROXY_CPU ]] && ((other > 10)); then
 		note+="${other}% of the proxy core went to other work: noisy; "
 		log "WARNING: [$name] ${other}% of core $PROXY_CPU was used by something other than the proxy"

@@ -137,6 +137,14 @@ func run(ctx context.Context, cfg runConfig) error {
 		statusLn.Close()
 		return err
 	}
+	// Serve only once the log on disk is folded in: a restarted node must
+	// not answer with an empty configuration. Connections meanwhile wait
+	// in the listen backlog.
+	rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+	if err := node.WaitReplay(rctx); err != nil {
+		slog.Warn("serving before the local log was replayed (no quorum yet?)", "err", err)
+	}
+	rcancel()
 	px := proxy.New(rt)
 	api := admin.New(admin.Config{
 		NodeID: cfg.nodeID, NodeUUID: nodeUUID, Store: machine, Appender: node, Plugins: registry,

@@ -62,8 +62,11 @@ func upperHex(c byte) byte {
 // order, so "%2E%2E" counts as "..". ".." never climbs above the root.
 //
 // ok is false when the path cannot be routed: it is empty, does not start
-// with "/", or contains a NUL byte (literal or encoded, which nginx rejects
-// too). Malformed escapes such as "%zz" are kept literally, like Kong.
+// with "/", contains a NUL byte (literal or encoded), or has a '%' that does
+// not start a valid escape. nginx answers 400 to all of these before Kong's
+// router runs. Rejecting stray '%' also keeps the result unambiguous and
+// idempotent: otherwise "/%6%31" would become "/%61", which the upstream
+// would decode to "/a" although the route was chosen for "/%61".
 //
 // A path that needs no change is returned as is, without allocating.
 func NormalizePath(p string) (string, bool) {
@@ -96,24 +99,27 @@ func percentDecode(p string) (string, bool) {
 	b := make([]byte, 0, len(p))
 	for i := 0; i < len(p); i++ {
 		c := p[i]
-		if c == '%' && i+2 < len(p) {
-			hi, ok1 := unhex(p[i+1])
-			lo, ok2 := unhex(p[i+2])
-			if ok1 && ok2 {
-				d := hi<<4 | lo
-				switch {
-				case d == 0:
-					return "", false
-				case reserved[d]:
-					b = append(b, '%', upperHex(p[i+1]), upperHex(p[i+2]))
-				default:
-					b = append(b, d)
-				}
-				i += 2
-				continue
-			}
+		if c != '%' {
+			b = append(b, c)
+			continue
 		}
-		b = append(b, c)
+		if i+2 >= len(p) {
+			return "", false
+		}
+		hi, ok1 := unhex(p[i+1])
+		lo, ok2 := unhex(p[i+2])
+		if !ok1 || !ok2 {
+			return "", false
+		}
+		switch d := hi<<4 | lo; {
+		case d == 0:
+			return "", false
+		case reserved[d]:
+			b = append(b, '%', upperHex(p[i+1]), upperHex(p[i+2]))
+		default:
+			b = append(b, d)
+		}
+		i += 2
 	}
 	return string(b), true
 }

@@ -50,9 +50,6 @@ func TestNormalizePath(t *testing.T) {
 		{"/...", "/...", true},
 		{"/a/.../b", "/a/.../b", true},
 		{"/a/..b/", "/a/..b/", true},
-		{"/%zz", "/%zz", true},
-		{"/a%", "/a%", true},
-		{"/a%4", "/a%4", true},
 		{"/%252E", "/%252E", true},
 		{"/%2e%2e/%2e%2e/x", "/x", true},
 		{"/.//a", "/a", true},
@@ -63,6 +60,11 @@ func TestNormalizePath(t *testing.T) {
 		{"*", "", false},
 		{"/a%00b", "", false},
 		{"/a\x00b", "", false},
+		{"/%zz", "", false},
+		{"/a%", "", false},
+		{"/a%4", "", false},
+		{"/a%4g", "", false},
+		{"/%6%31dmin", "", false},
 	}
 	for _, c := range cases {
 		got, ok := NormalizePath(c.in)
@@ -165,6 +167,9 @@ var pctTriplet = regexp.MustCompile(`%[0-9A-Fa-f]{2}`)
 // loop with "//" merging) that NormalizePath is checked against.
 func refNormalize(p string) (string, bool) {
 	if p == "" || p[0] != '/' || strings.Contains(p, "\x00") {
+		return "", false
+	}
+	if strings.Count(p, "%") != len(pctTriplet.FindAllString(p, -1)) {
 		return "", false
 	}
 	nul := false
