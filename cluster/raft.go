@@ -121,7 +121,18 @@ func Open(cfg Config, m *fsm.Machine) (*Node, error) {
 // configuration. Raft only applies them once a leader has committed in
 // its term, which needs a quorum: the wait is bounded by ctx.
 func (n *Node) WaitReplay(ctx context.Context) error {
-	return n.machine.WaitIndex(ctx, n.startIndex)
+	// Raft's applied index also counts configuration and no-op entries,
+	// which never reach the fsm, so poll it rather than the fsm's index.
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for n.raft.AppliedIndex() < n.startIndex {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
 }
 
 func hlog(name string) hclog.Logger {
