@@ -113,10 +113,33 @@ func (s *Server) lookup(st *fsm.State, c *collection, parent *fsm.Entity, key st
 			e = st.FindUnique(fsm.Targets, "target", parent.ID+"|"+key+":8000")
 		}
 	}
-	if e == nil || parent != nil && refID(e.Data, c.parent.field) != parent.ID {
+	if e == nil || !visible(e) || parent != nil && refID(e.Data, c.parent.field) != parent.ID {
 		return nil
 	}
 	return e
+}
+
+// visible hides credentials whose TTL has run out: Kong deletes them, and
+// the fold frees their keys at the next write that needs one.
+func visible(e *fsm.Entity) bool {
+	if ka, ok := e.View.(*fsm.KeyAuth); ok {
+		return !ka.Expired(time.Now().Unix())
+	}
+	return true
+}
+
+// render returns the JSON shape of e; a credential's ttl is shown as the
+// seconds it has left, as Kong does.
+func render(e *fsm.Entity) map[string]any {
+	if ka, ok := e.View.(*fsm.KeyAuth); ok && ka.ExpiresAt != 0 {
+		out := make(map[string]any, len(e.Data))
+		for k, v := range e.Data {
+			out[k] = v
+		}
+		out["ttl"] = max(ka.ExpiresAt-time.Now().Unix(), 0)
+		return out
+	}
+	return e.Data
 }
 
 func refID(d map[string]any, f string) string {
@@ -141,7 +164,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, c *collection) {
 		notFound(w)
 		return
 	}
-	writeJSON(w, 200, e.Data)
+	writeJSON(w, 200, render(e))
 }
 
 // list serves a collection with Kong's pagination and tag filtering.
@@ -209,14 +232,14 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, c *collection) {
 		if e.ID <= after {
 			return true
 		}
-		if filter != nil && !filter(e) {
+		if filter != nil && !filter(e) || !visible(e) {
 			return true
 		}
 		if len(data) == size {
 			more = true
 			return false
 		}
-		data = append(data, e.Data)
+		data = append(data, render(e))
 		last = e.ID
 		return true
 	}
@@ -349,6 +372,7 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, c *collection, op
 		return
 	}
 	key := mux.Vars(r)["key"]
+	urlKey := key
 	var existing *fsm.Entity
 	if op != log.OpCreate {
 		existing = s.lookup(st, c, parent, key)
@@ -370,13 +394,18 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, c *collection, op
 		if body, ok = s.readBody(w, r, c.kind, existing); !ok {
 			return
 		}
-		if c.kind == fsm.KeyAuths && op != log.OpUpdate {
-			if _, has := body["key"]; !has && (existing == nil || op == log.OpUpsert) {
+		// Kong generates a key for a credential created without one (but a
+		// PUT to /key-auth/{key} names it in the URL).
+		if c.kind == fsm.KeyAuths && (op == log.OpCreate || op == log.OpUpsert && fsm.IsUUID(urlKey)) {
+			if _, has := body["key"]; !has {
 				body["key"] = randomKey()
 			}
 		}
 	}
 	cmd := &fsm.Command{Op: op, Kind: c.kind, Key: key, NewID: NewUUID(), Body: body}
+	if op == log.OpUpsert && !fsm.IsUUID(urlKey) {
+		cmd.Named = urlKey
+	}
 	if c.parent != nil {
 		cmd.Parent = &fsm.Parent{Kind: c.parent.kind, Key: parent.ID, Field: c.parent.field}
 	}
@@ -428,7 +457,7 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, st *fsm.State, c
 		w.WriteHeader(204)
 		return
 	}
-	writeJSON(w, status, res.Entity.Data)
+	writeJSON(w, status, render(res.Entity))
 }
 
 // foreignEndpoint serves /child/{id}/field: the entity a foreign key points

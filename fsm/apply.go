@@ -14,12 +14,26 @@ import (
 // Command is the payload of an entity event: what the admin request asked
 // for, with everything random (ids, generated keys) already chosen.
 type Command struct {
-	Op     string         `msgpack:"op"`
-	Kind   string         `msgpack:"kind"`
-	Key    string         `msgpack:"key,omitempty"`    // URL key for upsert/update/delete
+	Op   string `msgpack:"op"`
+	Kind string `msgpack:"kind"`
+	Key  string `msgpack:"key,omitempty"` // entity id or URL key for upsert/update/delete
+	// Named is the endpoint key the client put in the URL of a PUT (e.g.
+	// a service name), when it differs from Key.
+	Named  string         `msgpack:"named,omitempty"`
 	NewID  string         `msgpack:"new_id,omitempty"` // id to use if the command creates
 	Parent *Parent        `msgpack:"parent,omitempty"` // nested URL scope (/services/{s}/routes)
 	Body   map[string]any `msgpack:"body,omitempty"`
+}
+
+// URLKey is the non-UUID key the client named in the URL, if any.
+func (c *Command) URLKey() string {
+	if c.Named != "" {
+		return c.Named
+	}
+	if !IsUUID(c.Key) {
+		return c.Key
+	}
+	return ""
 }
 
 // Parent is the entity a nested endpoint is scoped to; Field is the child's
@@ -153,18 +167,22 @@ func (f *Fold) exec(t *txn, s *State, now int64, cmd *Command) *Error {
 			return ErrNotFound()
 		}
 		data := schema.DeepCopy(cmd.Body).(map[string]any)
-		if e != nil {
+		switch {
+		case e != nil:
 			data["id"] = e.ID
-		} else if IsUUID(cmd.Key) {
+		case IsUUID(cmd.Key):
 			data["id"] = strings.ToLower(cmd.Key)
-		} else {
+		default:
 			data["id"] = cmd.NewID
-			if ek := endpointKeys[cmd.Kind]; ek != "" {
-				if v, ok := data[ek]; ok && v != cmd.Key {
-					return SchemaError(schema.Errors{ek: "must match the URL key"})
-				}
-				data[ek] = cmd.Key
+		}
+		// PUT /services/{name}: the name in the URL is part of the
+		// replacement (the admin resolves an existing entity's key to its
+		// id, so this only applies to the key the client typed).
+		if ek := endpointKeys[cmd.Kind]; ek != "" && !IsUUID(cmd.URLKey()) && cmd.URLKey() != "" {
+			if v, ok := data[ek]; ok && v != nil && v != cmd.URLKey() {
+				return SchemaError(schema.Errors{ek: "must match the URL key"})
 			}
+			data[ek] = cmd.URLKey()
 		}
 		return f.put(t, s, now, cmd, parent, e, data)
 	case "update":
@@ -223,7 +241,7 @@ func (f *Fold) put(t *txn, s *State, now int64, cmd *Command, parent, old *Entit
 	if err := resolveRefs(s, kind, out); err != nil {
 		return err
 	}
-	if err := checkUnique(s, kind, out, old); err != nil {
+	if err := t.checkUnique(s, now, kind, out, old); err != nil {
 		return err
 	}
 	e := &Entity{Kind: kind, ID: out["id"].(string), Data: out}
@@ -354,6 +372,15 @@ func entityChecks(kind string, d map[string]any, errs schema.Errors) {
 // router-aware validator the proxy registers, see RouteValidator.
 func checkRoute(d map[string]any, errs schema.Errors) {
 	protos := strs(d, "protocols")
+	groups := map[string]int{"http": 1, "https": 1, "ws": 1, "wss": 1, "tcp": 2, "tls": 2, "udp": 2,
+		"tls_passthrough": 3, "grpc": 4, "grpcs": 4}
+	for _, p := range protos {
+		if groups[p] != groups[protos[0]] {
+			errs["protocols"] = "these sets are mutually exclusive: ('http', 'https'), ('tcp', 'tls', 'udp'), " +
+				"('tls_passthrough'), ('grpc', 'grpcs')"
+			return
+		}
+	}
 	isHTTP, isHTTPS := false, false
 	for _, p := range protos {
 		switch p {
@@ -504,10 +531,19 @@ func nullRef(d map[string]any, f string) any {
 	return nil
 }
 
-func checkUnique(s *State, kind string, d map[string]any, old *Entity) *Error {
+func (t *txn) checkUnique(s *State, now int64, kind string, d map[string]any, old *Entity) *Error {
 	keys, fields := uniqueKeys(kind, d)
 	for i, key := range keys {
 		id, ok := s.unique.Get([]byte(key))
+		if ok && kind == KeyAuths {
+			// An expired credential no longer holds its key. Expiry is
+			// judged by the event's time, so every node agrees.
+			if e := s.Get(kind, id.(string)); e != nil && e.View.(*KeyAuth).Expired(now/1e9) {
+				t.unindex(e)
+				t.changes = append(t.changes, Change{Kind: kind, ID: e.ID, Before: e})
+				ok = false
+			}
+		}
 		if ok && (old == nil || id.(string) != old.ID) && id.(string) != d["id"] {
 			return uniqueError(fields[i])
 		}

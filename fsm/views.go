@@ -158,6 +158,9 @@ func buildView(kind string, d map[string]any, compiled any) any {
 	return nil
 }
 
+// Expired reports whether the credential's TTL has run out at unix time now.
+func (k *KeyAuth) Expired(now int64) bool { return k.ExpiresAt != 0 && now >= k.ExpiresAt }
+
 // SplitTarget splits "host:port" (port defaulting to 8000, Kong's target
 // default) and handles bracketed IPv6.
 func SplitTarget(t string) (string, int) {

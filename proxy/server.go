@@ -267,8 +267,15 @@ func stripHopByHopReq(h *fasthttp.RequestHeader) {
 			}
 		}
 	}
+	// TE is hop-by-hop, but a client asking for trailers keeps that
+	// request upstream (Kong does the same).
+	te := h.Peek("TE")
+	wantsTrailers := len(te) > 0 && bytes.Contains(bytes.ToLower(te), []byte("trailers"))
 	for _, n := range hopByHop {
 		h.Del(n)
+	}
+	if wantsTrailers {
+		h.Set("TE", "trailers")
 	}
 }
 
@@ -369,7 +376,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, sn *snapshot, ri *routeInfo, m
 		} else {
 			req.URI().SetScheme("http")
 		}
-		err := p.client(addr, tls, svc.ConnectTimeout).DoTimeout(req, &ctx.Response, svc.ReadTimeout+svc.WriteTimeout)
+		err := p.client(addr, tls, svc).Do(req, &ctx.Response)
 		if err == nil {
 			return 0, ""
 		}
@@ -401,8 +408,11 @@ func hostWithPort(h string, port int, tls bool) string {
 	return net.JoinHostPort(h, strconv.Itoa(port))
 }
 
-func (p *Proxy) client(addr string, tls bool, connect time.Duration) *fasthttp.HostClient {
-	key := addr + "|" + strconv.FormatBool(tls) + "|" + connect.String()
+// client returns the connection pool for one upstream address and one set
+// of service timeouts.
+func (p *Proxy) client(addr string, tls bool, svc *fsm.Service) *fasthttp.HostClient {
+	connect := svc.ConnectTimeout
+	key := addr + "|" + strconv.FormatBool(tls) + "|" + connect.String() + "|" + svc.ReadTimeout.String() + "|" + svc.WriteTimeout.String()
 	if c, ok := p.clients.Load(key); ok {
 		return c.(*fasthttp.HostClient)
 	}
@@ -415,6 +425,11 @@ func (p *Proxy) client(addr string, tls bool, connect time.Duration) *fasthttp.H
 		NoDefaultUserAgentHeader:  true,
 		DisablePathNormalizing:    true,
 		MaxIdemponentCallAttempts: 1,
+		// fasthttp bounds the whole response read and request write;
+		// Kong's timeouts bound the gaps between reads and writes. For
+		// the request sizes a gateway sees the two agree.
+		ReadTimeout:  svc.ReadTimeout,
+		WriteTimeout: svc.WriteTimeout,
 	}
 	v, _ := p.clients.LoadOrStore(key, c)
 	return v.(*fasthttp.HostClient)

@@ -129,18 +129,26 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------- ports ----
-# free_port: print a loopback TCP port nothing listens on and not handed out
-# before in this run.
+# free_port: print a loopback TCP port that no socket uses (listening or
+# connected, per /proc/net/tcp{,6}) and that was not handed out before in
+# this run. Ports come from below the kernel's ephemeral range, so that the
+# many client connections of a benchmark cannot take one between our check
+# and the server's bind.
+EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+PORT_LO=10000
+PORT_HI=$((EPHEMERAL_LOW > PORT_LO + 1000 ? EPHEMERAL_LOW - 1 : 30000))
 USED_PORTS=" "
 free_port() {
-	local i p
-	for ((i = 0; i < 200; i++)); do
-		p=$((20000 + RANDOM % 30000))
-		[[ $USED_PORTS == *" $p "* ]] && continue
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
+	local i p inuse=" " hex
+	# Local ports of all TCP sockets, in hex (column 2 is ADDR:PORT).
+	for hex in $(awk 'FNR > 1 { n = split($2, a, ":"); print a[n] }' /proc/net/tcp /proc/net/tcp6 2>/dev/null | sort -u); do
+		inuse+="$((16#$hex)) "
+	done
+	for ((i = 0; i < 500; i++)); do
+		p=$((PORT_LO + (RANDOM * 32768 + RANDOM) % (PORT_HI - PORT_LO + 1)))
+		[[ $USED_PORTS == *" $p "* || $inuse == *" $p "* ]] && continue
+		echo "$p"
+		return 0
 	done
 	die "no free port found"
 }

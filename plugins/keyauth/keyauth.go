@@ -128,7 +128,7 @@ func (h *handler) authenticate(ctx *plugins.Context) (int, string) {
 		return 401, msgBadKey
 	}
 	cred := e.View.(*fsm.KeyAuth)
-	if cred.ExpiresAt != 0 && time.Now().Unix() >= cred.ExpiresAt {
+	if cred.Expired(time.Now().Unix()) {
 		return 401, msgBadKey
 	}
 	ce := ctx.State.Get(fsm.Consumers, cred.ConsumerID)

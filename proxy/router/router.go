@@ -67,8 +67,10 @@ type Router struct {
 	// a request whose host is one of its keys, so a request needs to look
 	// at its own bucket and rest, merged in priority order. Bucket slices
 	// are never modified once published; updates replace them.
-	byHost map[string][]*entry
-	n      int // number of routes
+	byHost *cowMap[[]*entry]
+	// byID holds each route's entries, in priority order.
+	byID *cowMap[[]*entry]
+	n    int // number of routes
 }
 
 // New builds a router. If several routes share an ID the last one wins.
@@ -80,6 +82,7 @@ func New(routes ...*Route) (*Router, error) {
 		last[rt.ID] = i
 	}
 	var all []*entry
+	ids := (*cowMap[[]*entry])(nil).edit()
 	n := 0
 	for i, rt := range routes {
 		if last[rt.ID] != i {
@@ -89,19 +92,28 @@ func New(routes ...*Route) (*Router, error) {
 		if err != nil {
 			return nil, err
 		}
+		slices.SortFunc(es, compareEntries)
+		ids.set(rt.ID, es)
 		all = append(all, es...)
 		n++
 	}
 	slices.SortFunc(all, compareEntries)
-	r := &Router{entries: all, byHost: map[string][]*entry{}, n: n}
+	r := &Router{entries: all, byID: ids.done(), n: n}
+	hosts := (*cowMap[[]*entry])(nil).edit()
+	indexed := false
 	for _, e := range all {
-		if e.c.indexed() {
-			for _, k := range e.c.hostKeys {
-				r.byHost[k] = append(r.byHost[k], e)
-			}
-		} else {
+		if !e.c.indexed() {
 			r.rest = append(r.rest, e)
+			continue
 		}
+		indexed = true
+		for _, k := range e.c.hostKeys {
+			b, _ := hosts.get(k)
+			hosts.set(k, append(b, e))
+		}
+	}
+	if indexed {
+		r.byHost = hosts.done()
 	}
 	return r, nil
 }
@@ -136,27 +148,21 @@ func (r *Router) Delete(id string) *Router {
 	if r == nil {
 		return &Router{}
 	}
-	if r.find(id) == nil {
+	if _, ok := r.byID.get(id); !ok {
 		return r
 	}
 	return r.replace(id, nil)
 }
 
-func (r *Router) find(id string) *compiled {
-	for _, e := range r.entries {
-		if e.c.route.ID == id {
-			return e.c
-		}
-	}
-	return nil
-}
-
 // replace builds the successor of r in which the entries of route id are
-// replaced by add (sorted, possibly empty). Slices and the map are copied,
-// never written in place, because r may be serving requests.
+// replaced by add (sorted, possibly empty). Slices and map shards are
+// copied, never written in place, because r may be serving requests.
 func (r *Router) replace(id string, add []*entry) *Router {
-	old := r.find(id)
-	var nc *compiled
+	del, _ := r.byID.get(id)
+	var old, nc *compiled
+	if len(del) > 0 {
+		old = del[0].c
+	}
 	if len(add) > 0 {
 		nc = add[0].c
 	}
@@ -164,17 +170,22 @@ func (r *Router) replace(id string, add []*entry) *Router {
 	if old == nil {
 		next.n++
 	}
+	ids := r.byID.edit()
 	if nc == nil {
 		next.n--
+		ids.del(id)
+	} else {
+		ids.set(id, add)
 	}
-	next.entries = mergeEntries(r.entries, id, add)
+	next.byID = ids.done()
+	next.entries = mergeEntries(r.entries, del, add)
 
 	restAdd := add
 	if nc != nil && nc.indexed() {
 		restAdd = nil
 	}
 	if (old != nil && !old.indexed()) || len(restAdd) > 0 {
-		next.rest = mergeEntries(r.rest, id, restAdd)
+		next.rest = mergeEntries(r.rest, del, restAdd)
 	} else {
 		next.rest = r.rest
 	}
@@ -187,42 +198,46 @@ func (r *Router) replace(id string, add []*entry) *Router {
 		keys = append(keys, nc.hostKeys...)
 	}
 	if len(keys) > 0 {
-		next.byHost = maps.Clone(r.byHost)
-		if next.byHost == nil {
-			next.byHost = map[string][]*entry{}
-		}
+		hosts := r.byHost.edit()
 		for _, k := range keys {
 			var kAdd []*entry
 			if nc != nil && nc.indexed() && slices.Contains(nc.hostKeys, k) {
 				kAdd = add
 			}
-			b := mergeEntries(r.byHost[k], id, kAdd)
-			if len(b) == 0 {
-				delete(next.byHost, k)
+			cur, _ := r.byHost.get(k)
+			if b := mergeEntries(cur, del, kAdd); len(b) == 0 {
+				hosts.del(k)
 			} else {
-				next.byHost[k] = b
+				hosts.set(k, b)
 			}
 		}
+		next.byHost = hosts.done()
 	}
 	return next
 }
 
-// mergeEntries returns a new slice holding src without the entries of
-// route id, merged with add; both inputs are in priority order.
-func mergeEntries(src []*entry, id string, add []*entry) []*entry {
+// mergeEntries returns a new slice holding src without the entries in del
+// (those absent from src are ignored) and with add inserted; all three are
+// in priority order. Positions are found by binary search, since entries
+// are totally ordered, so the cost is a few memmoves of pointers rather
+// than a comparison per element.
+func mergeEntries(src, del, add []*entry) []*entry {
 	out := make([]*entry, 0, len(src)+len(add))
-	j := 0
-	for _, e := range src {
-		if e.c.route.ID == id {
+	start := 0
+	for _, d := range del {
+		i, found := slices.BinarySearchFunc(src[start:], d, compareEntries)
+		if !found {
 			continue
 		}
-		for j < len(add) && compareEntries(add[j], e) < 0 {
-			out = append(out, add[j])
-			j++
-		}
-		out = append(out, e)
+		out = append(out, src[start:start+i]...)
+		start += i + 1
 	}
-	return append(out, add[j:]...)
+	out = append(out, src[start:]...)
+	for _, a := range add {
+		i, _ := slices.BinarySearchFunc(out, a, compareEntries)
+		out = slices.Insert(out, i, a)
+	}
+	return out
 }
 
 // Match returns the highest-priority route matching req.
@@ -241,9 +256,9 @@ func (r *Router) Match(req *Request) (Match, bool) {
 	}
 
 	var bucket []*entry
-	if len(r.byHost) > 0 {
+	if r.byHost != nil {
 		// Allocates only for a Host header with upper-case letters.
-		bucket = r.byHost[lowerASCII(in.host)]
+		bucket, _ = r.byHost.get(lowerASCII(in.host))
 	}
 	rest := r.rest
 	i, j := 0, 0
@@ -435,6 +450,7 @@ const (
 // length get equal priorities and keep their order through idx.
 type entry struct {
 	c      *compiled
+	id     string // route ID, copied here to keep comparisons to one hop
 	prio   uint64
 	idx    int
 	kind   pathKind
@@ -487,8 +503,8 @@ func compareEntries(a, b *entry) int {
 			return -1
 		}
 		return 1
-	case a.c.route.ID != b.c.route.ID:
-		if a.c.route.ID > b.c.route.ID {
+	case a.id != b.id:
+		if a.id > b.id {
 			return -1
 		}
 		return 1
@@ -552,11 +568,11 @@ func compileRoute(rt *Route) ([]*entry, error) {
 	}
 
 	if len(rt.Paths) == 0 {
-		return []*entry{{c: c, prio: priority(c, pathNone, 0, 0)}}, nil
+		return []*entry{{c: c, id: rt.ID, prio: priority(c, pathNone, 0, 0)}}, nil
 	}
 	es := make([]*entry, 0, len(rt.Paths))
 	for i, p := range rt.Paths {
-		e := &entry{c: c, idx: i, path: p}
+		e := &entry{c: c, id: rt.ID, idx: i, path: p}
 		if strings.HasPrefix(p, "~") {
 			re, err := compilePathRegex(p)
 			if err != nil {

@@ -40,7 +40,9 @@ func TestKeyAuth(t *testing.T) {
 			body["config"] = config
 		}
 		create(t, n, "/routes/"+idOf(rt)+"/plugins", body)
-		waitFor(t, n, "key-auth on "+path, get(path), func(r *harness.Response) bool { return r.Status == 401 || r.Status == 200 && config != nil && config["anonymous"] != nil })
+		waitFor(t, n, "key-auth on "+path, get(path), func(r *harness.Response) bool {
+			return r.Status == 401 || r.Status == 200 && config != nil && config["anonymous"] != nil
+		})
 	}
 	addRoute("/ka", nil)
 
