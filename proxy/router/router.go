@@ -455,7 +455,7 @@ type entry struct {
 	idx    int
 	kind   pathKind
 	path   string // route path as configured
-	prefix string // for pathPrefix
+	prefix string // the prefix path, or a literal every regex match starts with
 	re     *regexp.Regexp
 	groups int
 }
@@ -579,6 +579,7 @@ func compileRoute(rt *Route) ([]*entry, error) {
 				return nil, err
 			}
 			e.kind, e.re, e.groups = pathRegex, re, re.NumSubexp()
+			e.prefix = regexLiteralPrefix(p)
 			e.prio = priority(c, pathRegex, 0, rt.RegexPriority)
 		} else {
 			e.kind, e.prefix = pathPrefix, p
@@ -587,6 +588,20 @@ func compileRoute(rt *Route) ([]*entry, error) {
 		es = append(es, e)
 	}
 	return es, nil
+}
+
+// regexLiteralPrefix returns a literal that every match of a "~/..."
+// path starts with ("/users/" for `~/users/\d+`), so that most regex routes
+// are rejected by a string comparison instead of running the regex. It is
+// taken from the unanchored pattern, whose matches include all matches of
+// the anchored one.
+func regexLiteralPrefix(p string) string {
+	re, err := regexp.Compile(pcreNamedGroups(p[1:]))
+	if err != nil {
+		return ""
+	}
+	lit, _ := re.LiteralPrefix()
+	return lit
 }
 
 func parseHost(h string) hostPattern {
@@ -610,7 +625,7 @@ func parseHost(h string) hostPattern {
 // match checks one entry; cheap conditions run before the regex, which is
 // the only step that may allocate.
 func (e *entry) match(in *input) (Match, bool) {
-	if e.kind == pathPrefix && !strings.HasPrefix(in.path, e.prefix) {
+	if e.kind != pathNone && !strings.HasPrefix(in.path, e.prefix) {
 		return Match{}, false
 	}
 	c := e.c

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -651,6 +652,24 @@ func TestMatchDoesNotAllocate(t *testing.T) {
 		allocs := testing.AllocsPerRun(100, func() { r.Match(req) })
 		if allocs != 0 {
 			t.Errorf("%s%s: %v allocs per Match", req.Host, req.Path, allocs)
+		}
+	}
+}
+
+// The literal-prefix shortcut must never reject a path its regex accepts.
+func TestRegexPrefilter(t *testing.T) {
+	patterns := []string{`~/users/\d+/profile`, `~/a|/b`, `~/[0]?route`, `~/status/(?<foo>re)`,
+		`~/x+`, `~/ab?c`, `~/(?i:ABC)/d`, `~/\x41`, `~/caf\x{e9}`, `~/a{2}`, `~/(a|ab)(c|bcd)`}
+	paths := []string{"/", "/users/1/profile", "/a", "/b", "/route", "/0route", "/status/re", "/x", "/xx",
+		"/ac", "/abc", "/abc/d", "/ABC/d", "/A", "/caf\u00e9", "/aa", "/abcd", "/acd"}
+	for _, p := range patterns {
+		r := mustNew(t, &Route{ID: "1", Paths: []string{p}})
+		re := regexp.MustCompile("^(?:" + strings.Replace(p[1:], "(?<", "(?P<", 1) + ")")
+		for _, path := range paths {
+			_, got := r.Match(&Request{Path: path})
+			if want := re.MatchString(path); got != want {
+				t.Errorf("%s on %q: matched %v, regex says %v", p, path, got, want)
+			}
 		}
 	}
 }
