@@ -118,6 +118,11 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		},
 	})
 	if !ok {
+		if _, valid := router.NormalizePath(rawPath); !valid {
+			// nginx rejects such paths before Kong's router sees them.
+			kongError(ctx, start, reqID, 400, "Bad request")
+			return
+		}
 		kongError(ctx, start, reqID, 404, "no Route matched with those values")
 		return
 	}
@@ -329,7 +334,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, sn *snapshot, ri *routeInfo, m
 	h.Set("X-Forwarded-Port", strconv.Itoa(port))
 	h.Set("X-Forwarded-Path", rawPath)
 	if m.StripPrefix != "" && m.StripPrefix != "/" && ri.route.StripPath {
-		h.Set("X-Forwarded-Prefix", m.StripPrefix)
+		h.Set("X-Forwarded-Prefix", router.EscapePath(m.StripPrefix))
 	} else {
 		h.Del("X-Forwarded-Prefix")
 	}

@@ -246,7 +246,10 @@ func ValidatePath(p string) error {
 	}
 	n, ok := NormalizePath(p)
 	if !ok {
-		// Only an encoded NUL gets here; name it like any bad escape.
+		// Only a NUL byte gets here: no request containing one is routable.
+		if strings.IndexByte(p, 0) >= 0 {
+			return errors.New("must not contain a NUL byte")
+		}
 		return errors.New("invalid url-encoded value: '%00'")
 	}
 	if n != p {

@@ -110,6 +110,7 @@ func TestValidatePath(t *testing.T) {
 		{"/f%6fo", "non-normalized path, consider use '/foo' instead"},
 		{"/a%2fb", "non-normalized path, consider use '/a%2Fb' instead"},
 		{"/a%00", "invalid url-encoded value: '%00'"},
+		{"/a\x00", "must not contain a NUL byte"},
 		{"~/users/(foo/profile", "invalid regex: '/users/(foo/profile' (missing closing ): `/users/(foo/profile`)"},
 		{"~/a(?<=b)", "invalid regex: '/a(?<=b)' ("},
 		{"~/a{2,1}", "invalid regex: '/a{2,1}' ("},

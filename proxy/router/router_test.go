@@ -110,10 +110,8 @@ func TestKongUseCases(t *testing.T) {
 		{"disabled service skipped", Request{Method: "DELETE", Path: "/disabled-service1"}, ""},
 		{"falls through to regex", Request{Method: "DELETE", Path: "/enabled-service/disabled"}, "8"},
 	})
-	// With the disabled route present it would win (longer prefix beats
-	// regex? no: the regex bit outranks prefix length), so check the order
-	// Kong relies on explicitly: a plain path of the same weight loses to
-	// the regex path.
+	// Kong's test relies on the regex route outranking the longer prefix
+	// of the disabled route; check that order explicitly.
 	r2, err := r.Upsert(&Route{ID: "9", Paths: []string{"/enabled-service/disabled"}})
 	if err != nil {
 		t.Fatal(err)
@@ -670,6 +668,39 @@ func TestRegexPrefilter(t *testing.T) {
 			if want := re.MatchString(path); got != want {
 				t.Errorf("%s on %q: matched %v, regex says %v", p, path, got, want)
 			}
+		}
+	}
+}
+
+// Readers keep using an old router while updates derive new ones; run with
+// -race to check that no update writes to memory a published router uses.
+func TestConcurrentReadersDuringUpdates(t *testing.T) {
+	base := mustNew(t,
+		&Route{ID: "a", Hosts: []string{"a.test"}, Paths: []string{"/"}},
+		&Route{ID: "b", Paths: []string{"/b"}},
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r := base
+		for i := range 500 {
+			var err error
+			id := fmt.Sprint(i % 20)
+			if r, err = r.Upsert(&Route{ID: id, Hosts: []string{"a.test"}, Paths: []string{"/" + id}}); err != nil {
+				t.Error(err)
+				return
+			}
+			r = r.Delete(fmt.Sprint((i + 7) % 20))
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		if m, ok := base.Match(&Request{Host: "a.test", Path: "/b"}); !ok || m.Route.ID != "a" {
+			t.Fatalf("base router changed: %+v %v", m, ok)
 		}
 	}
 }

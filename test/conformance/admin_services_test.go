@@ -16,6 +16,30 @@ import (
 func TestAdminServices(t *testing.T) {
 	n := harness.Start(t, harness.Options{NodeID: "conf-services"})
 
+	// NotAppended (used throughout) relies on the config index moving with
+	// every accepted write; check that it does, so it cannot pass vacuously.
+	t.Run("X_config_index_moves_on_write", func(t *testing.T) {
+		before := n.ConfigIndex(t)
+		r1 := harness.JSON(t, http.MethodPost, n.Admin("/services"), map[string]any{"host": "idx.test"})
+		harness.ExpectStatus(t, r1, http.StatusCreated)
+		harness.CheckAdminHeaders(t, r1, true)
+		w1 := r1.ConfigIndex(t)
+		if w1 <= before {
+			t.Errorf("write response index %d, want > %d (index before the write)", w1, before)
+		}
+		if after := n.ConfigIndex(t); after < w1 {
+			t.Errorf("GET after the write reflects index %d, want >= %d", after, w1)
+		}
+		r2 := harness.JSON(t, http.MethodPatch, n.Admin("/services/"+idOf(r1.JSON(t))), map[string]any{"retries": 1})
+		harness.ExpectStatus(t, r2, http.StatusOK)
+		if w2 := r2.ConfigIndex(t); w2 <= w1 {
+			t.Errorf("second write index %d, want > %d", w2, w1)
+		}
+		if a, b := r1.Header.Get("X-Gatehouse-Request-Id"), r2.Header.Get("X-Gatehouse-Request-Id"); a == b {
+			t.Errorf("two writes share X-Gatehouse-Request-Id %q", a)
+		}
+	})
+
 	t.Run("B01_service_defaults", func(t *testing.T) {
 		forEachEncoding(t, func(t *testing.T, enc harness.Encoding) {
 			host := "b01-" + string(enc) + ".test"

@@ -324,13 +324,13 @@ func TestProxyRouter(t *testing.T) {
 	t.Run("B37_disabled_service_skipped", func(t *testing.T) {
 		dis := service(t, n, up, map[string]any{"path": "/from-dis", "enabled": false})
 		route(t, n, idOf(dis), map[string]any{"paths": []any{"/b37/x"}})
-		route(t, n, idOf(dis), map[string]any{"paths": []any{"/b37only"}})
+		route(t, n, idOf(dis), map[string]any{"paths": []any{"/c37-only"}})
 		route(t, n, idOf(svcA), map[string]any{"paths": []any{"/b37"}})
 		r := waitFor(t, n, "fallback route", get("/b37/x"), func(r *harness.Response) bool { return r.Status == 200 })
 		if got := routedTo(t, r); got != "/from-a" {
 			t.Errorf("/b37/x served by %s, want /from-a (the route of the disabled service is skipped)", got)
 		}
-		harness.CheckMessage(t, proxy(t, n, get("/b37only")), http.StatusNotFound, noRoute)
+		harness.CheckMessage(t, proxy(t, n, get("/c37-only")), http.StatusNotFound, noRoute)
 
 		patch(t, n, "/services/"+idOf(dis), map[string]any{"enabled": true})
 		r = waitFor(t, n, "re-enabled service", get("/b37/x"), func(r *harness.Response) bool { return routedTo(t, r) == "/from-dis" })
