@@ -166,6 +166,9 @@ func TestProxyRouter(t *testing.T) {
 			strip              bool
 			req, want          string
 		}
+		// Rows follow Kong 3.x's v0 join: when stripping leaves nothing,
+		// a request that ended in "/" keeps a trailing slash upstream
+		// (older copies of Kong's fixture table predate that rule).
 		rows := []row{
 			{"/", "/", false, "/", "/"},
 			{"/", "/", true, "/", "/"},
@@ -186,18 +189,18 @@ func TestProxyRouter(t *testing.T) {
 			{"/service", "/route", true, "/route", "/service"},
 			{"/service", "/route", true, "/route/", "/service/"},
 			{"/service", "/route", true, "/routereq", "/service/req"},
-			{"/service", "/route/", true, "/route/", "/service"},
+			{"/service", "/route/", true, "/route/", "/service/"},
 			{"/service", "/route/", true, "/route/req", "/service/req"},
-			{"/service/", "/", true, "/", "/service"},
+			{"/service/", "/", true, "/", "/service/"},
 			{"/service/", "/", false, "/", "/service/"},
 			{"/service/", "/route", true, "/route", "/service"},
 			{"/service/", "/route", true, "/route/", "/service/"},
 			{"/service/", "/route", true, "/routereq", "/service/req"},
-			{"/service/", "/route/", true, "/route/", "/service"},
+			{"/service/", "/route/", true, "/route/", "/service/"},
 			{"/", "", true, "/route/", "/route/"},
 			{"/service", "", false, "/", "/service"},
 			{"/service", "", true, "/route", "/service/route"},
-			{"/service/", "", true, "/", "/service"},
+			{"/service/", "", true, "/", "/service/"},
 			{"/service/", "", false, "/", "/service/"},
 			{"/service/", "", true, "/route/", "/service/route/"},
 			// Regex paths strip the matched part.
