@@ -3,13 +3,17 @@ GO       ?= go
 BIN      := bin/gatehouse
 DATA_DIR ?= ./data
 
-.PHONY: build run test unit e2e fuzz bench vet fmt cluster clean
+.PHONY: build run cluster test unit e2e fuzz bench vet clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/gatehouse
 
 run: build
 	./$(BIN) run --data-dir $(DATA_DIR)
+
+# Three nodes on loopback forming one cluster (ports in the README).
+cluster: build
+	./$(BIN) cluster up --nodes 3 --data-dir ./cluster-data
 
 # Every test: unit tests, then the end-to-end and conformance suites that
 # start the real binary. Each fuzz target also replays its corpus here.

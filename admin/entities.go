@@ -429,10 +429,10 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, st *fsm.State, c
 		message(w, 500, "An unexpected error occurred")
 		return
 	}
-	reqID := NewUUID()
-	w.Header().Set("X-Gatehouse-Request-Id", reqID)
-	ev := &log.Event{Type: log.TypeEntity, Time: now, Actor: "anonymous", Source: clientAddr(r),
-		RequestID: reqID, Node: s.cfg.NodeID, Op: cmd.Op, Entity: cmd.Kind, EntityID: cmd.Key, Payload: payload}
+	source, reqID, node := s.origin(r)
+	w.Header().Set(hdrRequestID, reqID)
+	ev := &log.Event{Type: log.TypeEntity, Time: now, Actor: "anonymous", Source: source,
+		RequestID: reqID, Node: node, Op: cmd.Op, Entity: cmd.Kind, EntityID: cmd.Key, Payload: payload}
 	if cmd.Op == log.OpCreate {
 		ev.EntityID = cmd.NewID
 	}

@@ -47,6 +47,9 @@ func (s *Server) routes() {
 	r.HandleFunc("/proxy-cache/{key}", s.cacheDelete).Methods("DELETE")
 	r.HandleFunc("/proxy-cache/{plugin}/caches/{key}", s.cacheGet).Methods("GET")
 	r.HandleFunc("/proxy-cache/{plugin}/caches/{key}", s.cacheDelete).Methods("DELETE")
+	if s.cfg.Cluster != nil {
+		s.clusterRoutes()
+	}
 	s.entityRoutes()
 	r.NotFoundHandler = http.HandlerFunc(notFoundHandler)
 	r.MethodNotAllowedHandler = http.HandlerFunc(methodNotAllowed)
@@ -141,7 +144,15 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 			"workers_lua_vms":  []any{map[string]any{"http_allocated_gc": fmtMem(ms.HeapAlloc), "pid": os.Getpid()}},
 		},
 		"configuration_index": s.cfg.Store.State().Index,
+		"cluster":             s.clusterInfo(),
 	})
+}
+
+func (s *Server) clusterInfo() any {
+	if s.cfg.Cluster == nil {
+		return nil
+	}
+	return s.nodeStatus()
 }
 
 func formatUnit(v float64, suffix string) string { return fmt.Sprintf("%.2f %s", v, suffix) }

@@ -60,6 +60,10 @@ type Config struct {
 	ServerInfo func() map[string]any // proxy counters for /status
 	Settings   map[string]any        // non-sensitive configuration for GET /
 	MaxBody    int64
+	Cluster    Cluster
+	// LeaderWait bounds how long a write on a follower waits for a
+	// leader, and a min_index read for its index.
+	LeaderWait time.Duration
 }
 
 // Server is the Admin API handler.
@@ -93,6 +97,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeJSON(lw, 500, map[string]any{"message": "An unexpected error occurred"})
 		}
 	}()
+	if s.forward(lw, r) {
+		return
+	}
+	if (r.Method == "GET" || r.Method == "HEAD") && !s.waitMinIndex(lw, r) {
+		return
+	}
 	s.router.ServeHTTP(lw, r)
 }
 
@@ -111,7 +121,9 @@ func (w *latencyWriter) WriteHeader(code int) {
 	}
 	w.written = true
 	h := w.Header()
-	h.Set("X-Kong-Admin-Latency", strconv.FormatInt(time.Since(w.start).Milliseconds(), 10))
+	if h.Get("X-Kong-Admin-Latency") == "" {
+		h.Set("X-Kong-Admin-Latency", strconv.FormatInt(time.Since(w.start).Milliseconds(), 10))
+	}
 	if h.Get("X-Gatehouse-Config-Index") == "" {
 		h.Set("X-Gatehouse-Config-Index", strconv.FormatUint(w.store.State().Index, 10))
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -33,6 +34,16 @@ type Config struct {
 	BindAddr string // Raft transport address, host:port
 	// LeaderWait bounds how long a write waits for a leader.
 	LeaderWait time.Duration
+	// Self is what this node advertises to the others.
+	Self fsm.Member
+	// Join lists other nodes' admin addresses (URLs or host:port). With
+	// BootstrapExpect N > 1, nodes that find no cluster to join form one
+	// as soon as N of them (this one included) have announced themselves.
+	Join            []string
+	BootstrapExpect int
+	// SnapshotThreshold is the number of log entries between snapshots
+	// (0: 8192, Raft's default).
+	SnapshotThreshold uint64
 }
 
 // Node is one Raft member.
@@ -44,6 +55,12 @@ type Node struct {
 	machine *fsm.Machine
 	// startIndex is the last log index on disk when the node opened.
 	startIndex uint64
+
+	mu       sync.Mutex
+	existing bool                  // had Raft state, or has joined/bootstrapped since
+	notified map[string]fsm.Member // nodes that announced themselves (bootstrap-expect)
+	done     chan struct{}
+	wg       sync.WaitGroup
 }
 
 // Open starts the Raft node. On a data dir with no Raft state it
@@ -84,6 +101,15 @@ func Open(cfg Config, m *fsm.Machine) (*Node, error) {
 	rc.HeartbeatTimeout = 500 * time.Millisecond
 	rc.ElectionTimeout = 500 * time.Millisecond
 	rc.LeaderLeaseTimeout = 250 * time.Millisecond
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+		// Keep a tail somewhat longer than the threshold (rqlite uses
+		// 1.25×) so a briefly lagging follower catches up from the log.
+		rc.TrailingLogs = cfg.SnapshotThreshold + cfg.SnapshotThreshold/4
+		rc.SnapshotInterval = 5 * time.Second
+	} else {
+		rc.SnapshotInterval = 30 * time.Second
+	}
 
 	existing, err := raft.HasExistingState(store, store, snaps)
 	if err != nil {
@@ -97,7 +123,7 @@ func Open(cfg Config, m *fsm.Machine) (*Node, error) {
 		trans.Close()
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
-	if !existing {
+	if !existing && len(cfg.Join) == 0 && cfg.BootstrapExpect <= 1 {
 		f := r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
 			ID: rc.LocalID, Address: trans.LocalAddr(),
 		}}})
@@ -113,7 +139,11 @@ func Open(cfg Config, m *fsm.Machine) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("read last log index: %w", err)
 	}
-	return &Node{cfg: cfg, raft: r, store: store, trans: trans, machine: m, startIndex: last}, nil
+	n := &Node{cfg: cfg, raft: r, store: store, trans: trans, machine: m, startIndex: last,
+		existing: existing, notified: map[string]fsm.Member{}, done: make(chan struct{})}
+	n.wg.Add(1)
+	go n.maintain()
+	return n, nil
 }
 
 // WaitReplay blocks until the entries that were in the log at startup
@@ -198,6 +228,8 @@ func (n *Node) Stats() map[string]string { return n.raft.Stats() }
 
 // Close leaves the Raft node running state cleanly.
 func (n *Node) Close() error {
+	close(n.done)
+	n.wg.Wait()
 	err := n.raft.Shutdown().Error()
 	n.trans.Close()
 	if cerr := n.store.Close(); err == nil {

@@ -81,24 +81,27 @@ type txn struct {
 	children *iradix.Txn
 	tags     *iradix.Txn
 	names    map[string]int
+	hash     [32]byte
 	changes  []Change
 }
 
 func (f *Fold) begin(s *State) *txn {
 	return &txn{base: s, entities: s.entities.Txn(), unique: s.unique.Txn(), children: s.children.Txn(),
-		tags: s.tags.Txn(), names: s.pluginNames}
+		tags: s.tags.Txn(), names: s.pluginNames, hash: s.hash}
 }
 
 func (t *txn) commit(index uint64) *State {
 	return &State{Index: index, entities: t.entities.Commit(), unique: t.unique.Commit(),
-		children: t.children.Commit(), tags: t.tags.Commit(), pluginNames: t.names}
+		children: t.children.Commit(), tags: t.tags.Commit(), pluginNames: t.names,
+		members: t.base.members, hash: t.hash}
 }
 
 // view returns the state as modified so far by this transaction, for
 // lookups in the middle of a batch.
 func (t *txn) view() *State {
 	return &State{entities: t.entities.CommitOnly(), unique: t.unique.CommitOnly(),
-		children: t.children.CommitOnly(), tags: t.tags.CommitOnly(), pluginNames: t.names}
+		children: t.children.CommitOnly(), tags: t.tags.CommitOnly(), pluginNames: t.names,
+		members: t.base.members, hash: t.hash}
 }
 
 // Apply folds one command into s. now is the event time in unix
@@ -558,6 +561,7 @@ func (t *txn) checkUnique(s *State, now int64, kind string, d map[string]any, ol
 
 func (t *txn) index(e *Entity) {
 	t.entities.Insert(k(e.Kind, e.ID), e)
+	xorInto(&t.hash, entityHash(e))
 	keys, _ := uniqueKeys(e.Kind, e.Data)
 	for _, key := range keys {
 		t.unique.Insert([]byte(key), e.ID)
@@ -577,6 +581,7 @@ func (t *txn) index(e *Entity) {
 
 func (t *txn) unindex(e *Entity) {
 	t.entities.Delete(k(e.Kind, e.ID))
+	xorInto(&t.hash, entityHash(e))
 	keys, _ := uniqueKeys(e.Kind, e.Data)
 	for _, key := range keys {
 		t.unique.Delete([]byte(key))

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -143,6 +144,15 @@ func (m *Machine) applyOne(s *State, en Entry) (*Result, *log.Record, *State, []
 	}
 	ev.Index = en.Index
 	rec := &log.Record{Event: *ev, Type: ev.Type, Outcome: "applied"}
+	if ev.Type == log.TypeMember {
+		var mb Member
+		if err := msgpack.Unmarshal(ev.Payload, &mb); err != nil {
+			res.Err = &Error{Status: 400, Message: "bad member event"}
+			rec.Outcome, rec.Error = "rejected", err.Error()
+			return res, rec, withIndex(s, en.Index), nil
+		}
+		return res, rec, withMember(s, en.Index, mb), nil
+	}
 	cmds, err := decodeCommands(ev)
 	var next *State
 	var changes []Change
@@ -165,6 +175,25 @@ func (m *Machine) applyOne(s *State, en Entry) (*Result, *log.Record, *State, []
 	}
 	return res, rec, next, changes
 }
+
+// withMember returns s with a member's addresses set or removed.
+func withMember(s *State, index uint64, mb Member) *State {
+	c := *s
+	c.Index = index
+	c.members = make(map[string]Member, len(s.members)+1)
+	for id, m := range s.members {
+		c.members[id] = m
+	}
+	if mb.Removed {
+		delete(c.members, mb.ID)
+	} else {
+		c.members[mb.ID] = mb
+	}
+	return &c
+}
+
+// EncodeMember builds the payload of a member event.
+func EncodeMember(m Member) ([]byte, error) { return msgpack.Marshal(m) }
 
 // withIndex returns s advanced to index without other change; a rejected
 // event still moves the applied index forward.
@@ -220,8 +249,9 @@ func (m *Machine) publish(u Update) {
 // history. Entities carry their canonical data only; views are rebuilt on
 // restore.
 type snapHeader struct {
-	Version int    `msgpack:"v"`
-	Index   uint64 `msgpack:"i"`
+	Version int      `msgpack:"v"`
+	Index   uint64   `msgpack:"i"`
+	Members []Member `msgpack:"m"`
 }
 
 type snapEntity struct {
@@ -237,7 +267,12 @@ func (m *Machine) Persist(s *State, w io.Writer) error {
 	}
 	bw := bufio.NewWriter(w)
 	enc := msgpack.NewEncoder(bw)
-	if err := enc.Encode(&snapHeader{Version: 1, Index: s.Index}); err != nil {
+	h := &snapHeader{Version: 1, Index: s.Index}
+	for _, mb := range s.members {
+		h.Members = append(h.Members, mb)
+	}
+	sort.Slice(h.Members, func(i, j int) bool { return h.Members[i].ID < h.Members[j].ID })
+	if err := enc.Encode(h); err != nil {
 		return fmt.Errorf("write snapshot header: %w", err)
 	}
 	var err error
@@ -293,6 +328,10 @@ func (m *Machine) Restore(r io.Reader) error {
 		return fmt.Errorf("restore history: %w", err)
 	}
 	next := t.commit(h.Index)
+	next.members = map[string]Member{}
+	for _, mb := range h.Members {
+		next.members[mb.ID] = mb
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.publish(Update{Prev: m.state.Load(), Next: next, Reset: true})

@@ -1,6 +1,9 @@
 package fsm
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"net"
 	"regexp"
 	"strings"
@@ -34,13 +37,50 @@ type State struct {
 	// pluginNames counts configured plugins per name, so the proxy only
 	// looks up names that are in use.
 	pluginNames map[string]int
+
+	// members holds each node's advertised addresses, replicated so any
+	// node can find the leader's admin API (small; copied on write).
+	members map[string]Member
+
+	// hash is the XOR of every entity's content hash: order-independent
+	// and updated in O(1) per change, so nodes can compare configurations
+	// without walking them.
+	hash [32]byte
+}
+
+// Member is a cluster node's advertised addresses.
+type Member struct {
+	ID      string `msgpack:"id" json:"id"`
+	Admin   string `msgpack:"admin" json:"admin_address"`
+	Proxy   string `msgpack:"proxy" json:"proxy_address"`
+	Status  string `msgpack:"status" json:"status_address"`
+	Cluster string `msgpack:"cluster" json:"cluster_address"`
+	Removed bool   `msgpack:"removed,omitempty" json:"-"`
+}
+
+// Members returns the advertised addresses by node id.
+func (s *State) Members() map[string]Member { return s.members }
+
+// Hash is a digest of the configuration: equal on two nodes exactly when
+// they hold the same entities.
+func (s *State) Hash() string { return hex.EncodeToString(s.hash[:]) }
+
+func entityHash(e *Entity) [32]byte {
+	b, _ := json.Marshal(e.Data) // sorted keys: deterministic
+	return sha256.Sum256(append([]byte(e.Kind+"\x00"), b...))
+}
+
+func xorInto(dst *[32]byte, h [32]byte) {
+	for i := range dst {
+		dst[i] ^= h[i]
+	}
 }
 
 // Empty returns the state before any event.
 func Empty() *State {
 	return &State{
 		entities: iradix.New(), unique: iradix.New(), children: iradix.New(), tags: iradix.New(),
-		pluginNames: map[string]int{},
+		pluginNames: map[string]int{}, members: map[string]Member{},
 	}
 }
 

@@ -27,6 +27,8 @@ const (
 	TypeEntity Type = 1
 	// TypeBatch is a list of entity commands applied atomically.
 	TypeBatch Type = 2
+	// TypeMember records a node's advertised addresses (or its removal).
+	TypeMember Type = 3
 )
 
 // Ops carried by TypeEntity events.
@@ -76,7 +78,7 @@ func Decode(b []byte) (*Event, error) {
 	}
 	t := Type(b[0])
 	switch t &^ IgnoreUnknown {
-	case TypeEntity, TypeBatch:
+	case TypeEntity, TypeBatch, TypeMember:
 	default:
 		if t&IgnoreUnknown != 0 {
 			return nil, ErrUnknownType

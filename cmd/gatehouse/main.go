@@ -36,7 +36,7 @@ func main() {
 		Name:     "gatehouse",
 		Usage:    "a Kong-compatible API gateway whose configuration is a Raft-replicated event log",
 		Version:  admin.GatehouseVersion,
-		Commands: []*cli.Command{runCommand()},
+		Commands: []*cli.Command{runCommand(), clusterCommand()},
 	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "gatehouse:", err)
@@ -61,11 +61,18 @@ func runCommand() *cli.Command {
 			flag("status-listen", "127.0.0.1:8100", "status API listen address (/status, /status/ready, /debug/pprof)"),
 			flag("node-id", host, "this node's id in the cluster"),
 			flag("cluster-listen", "127.0.0.1:8005", "Raft transport listen address"),
+			flag("join", "", "comma-separated admin addresses of other nodes to join or form a cluster with"),
+			&cli.IntFlag{Name: "bootstrap-expect", Value: 0, EnvVars: []string{"GATEHOUSE_BOOTSTRAP_EXPECT"},
+				Usage: "form a new cluster once this many nodes (listed in --join) have started"},
+			&cli.Uint64Flag{Name: "raft-snapshot-threshold", Value: 0, EnvVars: []string{"GATEHOUSE_RAFT_SNAPSHOT_THRESHOLD"},
+				Usage: "log entries between Raft snapshots (0: 8192)"},
 		},
 		Action: func(c *cli.Context) error {
 			return run(c.Context, runConfig{
 				dataDir: c.String("data-dir"), proxy: c.String("proxy-listen"), admin: c.String("admin-listen"),
 				status: c.String("status-listen"), nodeID: c.String("node-id"), cluster: c.String("cluster-listen"),
+				join: splitList(c.String("join")), expect: c.Int("bootstrap-expect"),
+				snapshotThreshold: c.Uint64("raft-snapshot-threshold"),
 			})
 		},
 	}
@@ -73,6 +80,32 @@ func runCommand() *cli.Command {
 
 type runConfig struct {
 	dataDir, proxy, admin, status, nodeID, cluster string
+	join                                           []string
+	expect                                         int
+	snapshotThreshold                              uint64
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// advertise turns a listen address into one other nodes can reach: a
+// wildcard host is replaced by the cluster address's host.
+func advertise(listen, clusterAddr string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host, _, _ = net.SplitHostPort(clusterAddr)
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func run(ctx context.Context, cfg runConfig) error {
@@ -130,7 +163,12 @@ func run(ctx context.Context, cfg runConfig) error {
 		return fmt.Errorf("status listen: %w", err)
 	}
 
-	node, err := cluster.Open(cluster.Config{NodeID: cfg.nodeID, DataDir: cfg.dataDir, BindAddr: cfg.cluster}, machine)
+	node, err := cluster.Open(cluster.Config{
+		NodeID: cfg.nodeID, DataDir: cfg.dataDir, BindAddr: cfg.cluster,
+		Join: cfg.join, BootstrapExpect: cfg.expect, SnapshotThreshold: cfg.snapshotThreshold,
+		Self: fsm.Member{Admin: advertise(adminLn.Addr().String(), cfg.cluster),
+			Proxy: advertise(proxyLn.Addr().String(), cfg.cluster), Status: advertise(statusLn.Addr().String(), cfg.cluster)},
+	}, machine)
 	if err != nil {
 		proxyLn.Close()
 		adminLn.Close()
@@ -148,17 +186,12 @@ func run(ctx context.Context, cfg runConfig) error {
 	px := proxy.New(rt)
 	api := admin.New(admin.Config{
 		NodeID: cfg.nodeID, NodeUUID: nodeUUID, Store: machine, Appender: node, Plugins: registry,
-		Cache: cache, ServerInfo: px.Stats,
+		Cache: cache, ServerInfo: px.Stats, Cluster: node,
 		Settings: map[string]any{"admin_listen": []string{cfg.admin}, "proxy_listen": []string{cfg.proxy},
 			"status_listen": []string{cfg.status}, "cluster_listen": cfg.cluster, "prefix": cfg.dataDir},
 	})
 	adminSrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
-	statusSrv := &http.Server{Handler: api.StatusAPI(func() error {
-		if id, _ := node.Leader(); id == "" {
-			return errors.New("no cluster leader")
-		}
-		return nil
-	}), ReadHeaderTimeout: 10 * time.Second}
+	statusSrv := &http.Server{Handler: api.StatusAPI(node.Ready), ReadHeaderTimeout: 10 * time.Second}
 
 	errc := make(chan error, 3)
 	go func() { errc <- px.Serve(proxyLn) }()

@@ -1,0 +1,291 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/gatehouse-gw/gatehouse/fsm"
+	"github.com/gatehouse-gw/gatehouse/log"
+)
+
+// peerClient talks to other nodes' admin APIs (join, notify, register).
+var peerClient = &http.Client{Timeout: 3 * time.Second}
+
+// AdminURL normalises an admin address given as host:port or URL.
+func AdminURL(a string) string {
+	a = strings.TrimRight(strings.TrimSpace(a), "/")
+	if !strings.Contains(a, "://") {
+		a = "http://" + a
+	}
+	return a
+}
+
+// maintain runs for the node's lifetime: it forms or joins the cluster
+// when this node has no Raft state yet, then keeps this node's advertised
+// addresses registered in the replicated state.
+func (n *Node) maintain() {
+	defer n.wg.Done()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if !n.hasState() {
+			n.tryJoin()
+		} else {
+			n.register()
+		}
+		select {
+		case <-n.done:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (n *Node) hasState() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !n.existing {
+		// A node added by a leader has state once it has a configuration.
+		if f := n.raft.GetConfiguration(); f.Error() == nil && len(f.Configuration().Servers) > 0 {
+			n.existing = true
+		}
+	}
+	return n.existing
+}
+
+// tryJoin asks each listed node to add this one; failing that, it
+// announces itself so the nodes can bootstrap together (rqlite's
+// join-then-notify).
+func (n *Node) tryJoin() {
+	req := n.cfg.Self
+	req.ID = n.cfg.NodeID
+	req.Cluster = string(n.trans.LocalAddr())
+	for _, addr := range n.cfg.Join {
+		u := AdminURL(addr)
+		if u == AdminURL(n.cfg.Self.Admin) {
+			continue
+		}
+		if err := post(u+"/cluster/join", req); err == nil {
+			slog.Info("joined cluster", "via", u)
+			n.mu.Lock()
+			n.existing = true
+			n.mu.Unlock()
+			return
+		}
+	}
+	if n.cfg.BootstrapExpect <= 1 {
+		return
+	}
+	n.Notify(req)
+	for _, addr := range n.cfg.Join {
+		u := AdminURL(addr)
+		if u != AdminURL(n.cfg.Self.Admin) {
+			_ = post(u+"/cluster/notify", req)
+		}
+	}
+}
+
+func post(url string, body any) error {
+	b, _ := json.Marshal(body)
+	resp, err := peerClient.Post(url, "application/json", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return nil
+}
+
+// Notify records that a node wants to form a cluster. Once BootstrapExpect
+// nodes are known, this node bootstraps with all of them; every node does
+// the same with the same list, which is how Raft expects a multi-node
+// bootstrap to happen.
+func (n *Node) Notify(m fsm.Member) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.existing || n.cfg.BootstrapExpect <= 1 {
+		return
+	}
+	n.notified[m.ID] = m
+	if len(n.notified) < n.cfg.BootstrapExpect {
+		return
+	}
+	ids := make([]string, 0, len(n.notified))
+	for id := range n.notified {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var servers []raft.Server
+	for _, id := range ids {
+		servers = append(servers, raft.Server{ID: raft.ServerID(id), Address: raft.ServerAddress(n.notified[id].Cluster)})
+	}
+	err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		slog.Error("bootstrap failed", "err", err)
+		return
+	}
+	slog.Info("bootstrapped cluster", "servers", ids)
+	n.existing = true
+}
+
+// Join adds a node as a voter and records its addresses. Leader only.
+func (n *Node) Join(ctx context.Context, m fsm.Member) error {
+	if n.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	present := false
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == m.ID && string(s.Address) == m.Cluster {
+			present = true
+		} else if string(s.ID) == m.ID || string(s.Address) == m.Cluster {
+			// Same id at a new address (or the reverse): replace it.
+			if err := n.raft.RemoveServer(s.ID, 0, 0).Error(); err != nil {
+				return fmt.Errorf("remove stale server %s: %w", s.ID, err)
+			}
+		}
+	}
+	if !present {
+		if err := n.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.Cluster), 0, 0).Error(); err != nil {
+			return fmt.Errorf("add voter %s: %w", m.ID, err)
+		}
+	}
+	return n.ApplyMember(ctx, m)
+}
+
+// Remove takes a node out of the cluster. Leader only.
+func (n *Node) Remove(ctx context.Context, id string) error {
+	if n.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	if err := n.raft.RemoveServer(raft.ServerID(id), 0, 0).Error(); err != nil {
+		return fmt.Errorf("remove server %s: %w", id, err)
+	}
+	return n.ApplyMember(ctx, fsm.Member{ID: id, Removed: true})
+}
+
+// ApplyMember records a node's addresses in the replicated state.
+func (n *Node) ApplyMember(ctx context.Context, m fsm.Member) error {
+	payload, err := fsm.EncodeMember(m)
+	if err != nil {
+		return err
+	}
+	data, err := log.Encode(&log.Event{Type: log.TypeMember, Time: time.Now().UnixNano(), Actor: "cluster",
+		Node: n.cfg.NodeID, Op: "member", Entity: "members", EntityID: m.ID, Payload: payload})
+	if err != nil {
+		return err
+	}
+	res, err := n.Apply(ctx, data)
+	if err != nil {
+		return err
+	}
+	if res.Err != nil {
+		return res.Err
+	}
+	return nil
+}
+
+// register makes sure this node's own addresses are in the replicated
+// state, so any node can find it (and forward to it when it leads).
+func (n *Node) register() {
+	self := n.cfg.Self
+	self.ID = n.cfg.NodeID
+	self.Cluster = string(n.trans.LocalAddr())
+	if cur, ok := n.machine.State().Members()[self.ID]; ok && cur == self {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if n.IsLeader() {
+		if err := n.ApplyMember(ctx, self); err != nil {
+			slog.Debug("register self", "err", err)
+		}
+		return
+	}
+	leader, _ := n.Leader()
+	lm, ok := n.machine.State().Members()[leader]
+	if !ok || lm.Admin == "" {
+		return
+	}
+	if err := post(AdminURL(lm.Admin)+"/cluster/members", self); err != nil {
+		slog.Debug("register with leader", "err", err)
+	}
+}
+
+// Role is this node's Raft role: leader, follower, candidate or shutdown.
+func (n *Node) Role() string { return strings.ToLower(n.raft.State().String()) }
+
+// AppliedIndex is the last log index applied here (all entry types).
+func (n *Node) AppliedIndex() uint64 { return n.raft.AppliedIndex() }
+
+// CommitIndex is the commit index this node knows of.
+func (n *Node) CommitIndex() uint64 {
+	var c uint64
+	fmt.Sscan(n.raft.Stats()["commit_index"], &c)
+	return c
+}
+
+// LastContact is when this node last heard from the leader (zero on the
+// leader itself, which is always in contact).
+func (n *Node) LastContact() time.Time {
+	if n.IsLeader() {
+		return time.Now()
+	}
+	return n.raft.LastContact()
+}
+
+// Peer is one server in the Raft configuration.
+type Peer struct {
+	ID, Address string
+	Voter       bool
+}
+
+// Peers lists the Raft configuration.
+func (n *Node) Peers() ([]Peer, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	var out []Peer
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Peer{ID: string(s.ID), Address: string(s.Address), Voter: s.Suffrage == raft.Voter})
+	}
+	return out, nil
+}
+
+// Ready reports whether this node can serve consistent config: it knows a
+// leader and has applied everything it knows to be committed.
+func (n *Node) Ready() error {
+	if id, _ := n.Leader(); id == "" {
+		return ErrNoLeader
+	}
+	if a, c := n.AppliedIndex(), n.CommitIndex(); a < c {
+		return fmt.Errorf("applying the log: %d of %d", a, c)
+	}
+	return nil
+}
+
+// WaitLeader waits (bounded by the node's LeaderWait and ctx) for a leader
+// to be known, returning its id.
+func (n *Node) WaitLeader(ctx context.Context) (string, error) {
+	if err := n.waitLeader(ctx); err != nil {
+		return "", err
+	}
+	id, _ := n.Leader()
+	return id, nil
+}
