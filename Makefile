@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/gatehouse
 DATA_DIR ?= ./data
 
-.PHONY: build run cluster test unit e2e fuzz bench vet clean
+.PHONY: build run cluster test unit e2e fuzz bench bench-cluster vet clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/gatehouse
@@ -37,6 +37,10 @@ vet:
 
 bench: build
 	bash scripts/bench.sh
+
+# Propagation latency and write throughput of a three-node loopback cluster.
+bench-cluster: build
+	$(GO) run ./scripts/benchcluster -bin $(BIN)
 
 clean:
 	rm -rf bin

@@ -101,6 +101,12 @@ func Open(cfg Config, m *fsm.Machine) (*Node, error) {
 	rc.HeartbeatTimeout = 500 * time.Millisecond
 	rc.ElectionTimeout = 500 * time.Millisecond
 	rc.LeaderLeaseTimeout = 250 * time.Millisecond
+	// Followers learn that an entry is committed from the leader's next
+	// AppendEntries. Raft waits CommitTimeout (50 ms by default) before
+	// sending one when no new entry comes, which shows up directly as
+	// propagation latency; 5 ms keeps it small at negligible cost.
+	rc.CommitTimeout = 5 * time.Millisecond
+	rc.MaxAppendEntries = 256
 	if cfg.SnapshotThreshold > 0 {
 		rc.SnapshotThreshold = cfg.SnapshotThreshold
 		// Keep a tail somewhat longer than the threshold (rqlite uses
