@@ -109,6 +109,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request) bool {
 		client = v
 	}
 	rp := &httputil.ReverseProxy{
+		Transport: forwardTransport,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u)
 			pr.Out.Host = u.Host
@@ -128,6 +129,16 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request) bool {
 	}
 	rp.ServeHTTP(w, r)
 	return true
+}
+
+// forwardTransport keeps enough idle connections to the leader for many
+// concurrent forwarded writes (the default keeps two per host, so a burst
+// would open and close a connection per write).
+var forwardTransport = &http.Transport{
+	Proxy:               nil,
+	MaxIdleConns:        256,
+	MaxIdleConnsPerHost: 128,
+	IdleConnTimeout:     90 * time.Second,
 }
 
 func (s *Server) leaderWait() time.Duration {
