@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"log/slog"
+	"net"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -31,6 +33,10 @@ type routeInfo struct {
 	service  *fsm.Service // nil when the route has none
 	upstream *fsm.Upstream
 	chain    []link
+	// addr and hostHeader are derived from the service once, not per
+	// request: the upstream address when not balanced, and the Host sent
+	// upstream unless preserve_host.
+	addr, hostHeader string
 }
 
 // link is one plugin name in priority order, with the instance that
@@ -182,8 +188,14 @@ func (sn *snapshot) info(reg *plugins.Registry, r *fsm.Route) *routeInfo {
 	if r.ServiceID != "" {
 		if e := sn.state.Get(fsm.Services, r.ServiceID); e != nil {
 			ri.service = e.View.(*fsm.Service)
-			if ue := sn.state.FindUnique(fsm.Upstreams, "name", ri.service.Host); ue != nil {
+			svc := ri.service
+			if ue := sn.state.FindUnique(fsm.Upstreams, "name", svc.Host); ue != nil {
 				ri.upstream = ue.View.(*fsm.Upstream)
+			}
+			ri.addr = net.JoinHostPort(svc.Host, strconv.Itoa(svc.Port))
+			ri.hostHeader = hostWithPort(svc.Host, svc.Port, svc.Protocol == "https")
+			if ri.upstream != nil && ri.upstream.HostHeader != "" {
+				ri.hostHeader = ri.upstream.HostHeader
 			}
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 
@@ -33,11 +34,12 @@ const (
 
 // Proxy serves proxied traffic from the runtime's current snapshot.
 type Proxy struct {
-	rt      *Runtime
-	clients sync.Map // "addr|tls|connect timeout" → *fasthttp.HostClient
-	idPre   string
-	idSeq   atomic.Uint64
-	pool    sync.Pool
+	rt        *Runtime
+	clientsMu sync.RWMutex
+	clients   map[clientKey]*fasthttp.HostClient
+	idPre     string
+	idSeq     atomic.Uint64
+	pool      sync.Pool
 
 	total  atomic.Uint64
 	server *fasthttp.Server
@@ -47,8 +49,8 @@ type Proxy struct {
 func New(rt *Runtime) *Proxy {
 	var b [8]byte
 	rand.Read(b[:])
-	p := &Proxy{rt: rt, idPre: hex.EncodeToString(b[:])}
-	p.pool.New = func() any { return &reqState{} }
+	p := &Proxy{rt: rt, idPre: hex.EncodeToString(b[:]), clients: map[clientKey]*fasthttp.HostClient{}}
+	p.pool.New = newReqState
 	p.server = &fasthttp.Server{
 		Handler:               p.handle,
 		Name:                  serverToken,
@@ -84,6 +86,25 @@ type reqState struct {
 	req  fastRequest
 	resp fastResponse
 	ran  []*fsm.Plugin
+	rreq router.Request
+}
+
+func newReqState() any {
+	rs := &reqState{}
+	// Bound once per pooled object, so matching allocates no closure.
+	rs.rreq.Header = func(name string) (string, bool) {
+		v := rs.req.ctx.Request.Header.Peek(name)
+		return b2s(v), v != nil
+	}
+	return rs
+}
+
+func (p *Proxy) release(rs *reqState) {
+	rs.pctx.Reset()
+	rs.req = fastRequest{}
+	rs.resp = fastResponse{}
+	rs.ran = rs.ran[:0]
+	p.pool.Put(rs)
 }
 
 func (p *Proxy) requestID() string {
@@ -97,26 +118,29 @@ func (p *Proxy) requestID() string {
 	return p.idPre + string(b[:])
 }
 
+// b2s views b as a string without copying. Only for values used while the
+// request is being handled: fasthttp reuses its buffers afterwards.
+func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
 func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 	p.total.Add(1)
 	start := time.Now()
 	reqID := p.requestID()
 	sn := p.rt.load()
 
-	hdr := &ctx.Request.Header
-	host := string(hdr.Host())
+	rs := p.pool.Get().(*reqState)
+	defer p.release(rs)
+	rs.req.ctx = ctx
+
 	port := 0
 	if a, ok := ctx.LocalAddr().(*net.TCPAddr); ok {
 		port = a.Port
 	}
-	rawPath := string(ctx.Request.URI().PathOriginal())
-	m, ok := sn.router.Match(&router.Request{
-		Method: string(ctx.Method()), Host: host, Port: port, Path: rawPath,
-		Header: func(name string) (string, bool) {
-			v := hdr.Peek(name)
-			return string(v), v != nil
-		},
-	})
+	host := b2s(ctx.Request.Header.Host())
+	rawPath := b2s(ctx.Request.URI().PathOriginal())
+	rr := &rs.rreq
+	rr.Method, rr.Host, rr.Port, rr.Path = b2s(ctx.Method()), host, port, rawPath
+	m, ok := sn.router.Match(rr)
 	if !ok {
 		if _, valid := router.NormalizePath(rawPath); !valid {
 			// nginx rejects such paths before Kong's router sees them.
@@ -133,15 +157,6 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 
-	rs := p.pool.Get().(*reqState)
-	defer func() {
-		rs.pctx.Reset()
-		rs.req = fastRequest{}
-		rs.resp = fastResponse{}
-		rs.ran = rs.ran[:0]
-		p.pool.Put(rs)
-	}()
-	rs.req.ctx = ctx
 	pc := &rs.pctx
 	pc.Req, pc.State, pc.Route, pc.Service, pc.RequestID, pc.Start = &rs.req, sn.state, route, ri.service, reqID, start
 
@@ -348,22 +363,18 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, sn *snapshot, ri *routeInfo, m
 
 	tls := svc.Protocol == "https"
 	var bal *balancer
-	upstreamHost := svc.Host
 	if ri.upstream != nil {
 		bal = p.rt.bal.get(sn.state, ri.upstream.ID)
 	}
 	hostHeader := host
 	if !ri.route.PreserveHost {
-		hostHeader = hostWithPort(svc.Host, svc.Port, tls)
-		if ri.upstream != nil && ri.upstream.HostHeader != "" {
-			hostHeader = ri.upstream.HostHeader
-		}
+		hostHeader = ri.hostHeader
 	}
 
 	var failed []string
 	tries := svc.Retries + 1
 	for attempt := 0; attempt < tries; attempt++ {
-		addr := net.JoinHostPort(upstreamHost, strconv.Itoa(svc.Port))
+		addr := ri.addr
 		if bal != nil {
 			addr = bal.next(failed)
 			if addr == "" {
@@ -413,15 +424,29 @@ func hostWithPort(h string, port int, tls bool) string {
 	return net.JoinHostPort(h, strconv.Itoa(port))
 }
 
+type clientKey struct {
+	addr                   string
+	tls                    bool
+	connect, read, written time.Duration
+}
+
 // client returns the connection pool for one upstream address and one set
 // of service timeouts.
 func (p *Proxy) client(addr string, tls bool, svc *fsm.Service) *fasthttp.HostClient {
-	connect := svc.ConnectTimeout
-	key := addr + "|" + strconv.FormatBool(tls) + "|" + connect.String() + "|" + svc.ReadTimeout.String() + "|" + svc.WriteTimeout.String()
-	if c, ok := p.clients.Load(key); ok {
-		return c.(*fasthttp.HostClient)
+	key := clientKey{addr, tls, svc.ConnectTimeout, svc.ReadTimeout, svc.WriteTimeout}
+	p.clientsMu.RLock()
+	c := p.clients[key]
+	p.clientsMu.RUnlock()
+	if c != nil {
+		return c
 	}
-	c := &fasthttp.HostClient{
+	p.clientsMu.Lock()
+	defer p.clientsMu.Unlock()
+	if c = p.clients[key]; c != nil {
+		return c
+	}
+	connect := svc.ConnectTimeout
+	c = &fasthttp.HostClient{
 		Addr:                      addr,
 		IsTLS:                     tls,
 		Dial:                      func(a string) (net.Conn, error) { return fasthttp.DialTimeout(a, connect) },
@@ -436,6 +461,6 @@ func (p *Proxy) client(addr string, tls bool, svc *fsm.Service) *fasthttp.HostCl
 		ReadTimeout:  svc.ReadTimeout,
 		WriteTimeout: svc.WriteTimeout,
 	}
-	v, _ := p.clients.LoadOrStore(key, c)
-	return v.(*fasthttp.HostClient)
+	p.clients[key] = c
+	return c
 }
