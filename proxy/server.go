@@ -151,6 +151,12 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	route := m.Route.Payload.(*fsm.Route)
+	if !allowsHTTP(route) {
+		// An https-only route reached over plain HTTP (this listener has
+		// no TLS): Kong answers 426 or redirects, per the route.
+		httpsRedirect(ctx, start, reqID, route, host)
+		return
+	}
 	ri := sn.info(p.rt.plugins, route)
 	if ri.service == nil {
 		kongError(ctx, start, reqID, 503, "no Service found with those values")
@@ -234,6 +240,26 @@ func (p *Proxy) responsePhases(rs *reqState, pc *plugins.Context) {
 			f.Log(pc)
 		}
 	}
+}
+
+func allowsHTTP(r *fsm.Route) bool {
+	for _, p := range r.Protocols {
+		if p == "http" {
+			return true
+		}
+	}
+	return false
+}
+
+func httpsRedirect(ctx *fasthttp.RequestCtx, start time.Time, reqID string, r *fsm.Route, host string) {
+	if r.HTTPSRedirect == 426 || r.HTTPSRedirect == 0 {
+		kongError(ctx, start, reqID, 426, "Please use HTTPS protocol")
+		ctx.Response.Header.Set("Connection", "Upgrade")
+		ctx.Response.Header.Set("Upgrade", "TLS/1.2, HTTP/1.1")
+		return
+	}
+	kongError(ctx, start, reqID, r.HTTPSRedirect, "Moved")
+	ctx.Response.Header.Set("Location", "https://"+host+string(ctx.RequestURI()))
 }
 
 func writeExit(ctx *fasthttp.RequestCtx, ex *plugins.Exit, reqID string) {
