@@ -134,11 +134,16 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request) bool {
 // forwardTransport keeps enough idle connections to the leader for many
 // concurrent forwarded writes (the default keeps two per host, so a burst
 // would open and close a connection per write).
+// A leader that stopped (or is partitioned away) may still accept TCP
+// connections into its backlog, so the wait for its answer is bounded too:
+// a little above its own commit bound.
 var forwardTransport = &http.Transport{
-	Proxy:               nil,
-	MaxIdleConns:        256,
-	MaxIdleConnsPerHost: 128,
-	IdleConnTimeout:     90 * time.Second,
+	Proxy:                 nil,
+	DialContext:           (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+	ResponseHeaderTimeout: commitTimeout + 2*time.Second,
+	MaxIdleConns:          256,
+	MaxIdleConnsPerHost:   128,
+	IdleConnTimeout:       90 * time.Second,
 }
 
 func (s *Server) leaderWait() time.Duration {

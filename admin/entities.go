@@ -416,6 +416,9 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, c *collection, op
 	s.commit(w, r, st, cmd, status)
 }
 
+// commitTimeout bounds how long a write waits for its event to commit.
+const commitTimeout = 8 * time.Second
+
 // commit validates cmd against st, appends it as one event and writes the
 // response.
 func (s *Server) commit(w http.ResponseWriter, r *http.Request, st *fsm.State, cmd *fsm.Command, status int) {
@@ -441,7 +444,7 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, st *fsm.State, c
 		message(w, 500, "An unexpected error occurred")
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), commitTimeout)
 	defer cancel()
 	res, err := s.cfg.Appender.Apply(ctx, data)
 	if err != nil {
