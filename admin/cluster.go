@@ -40,6 +40,11 @@ const (
 	hdrClientAddr  = "X-Gatehouse-Client-Addr"
 	hdrRequestID   = "X-Gatehouse-Request-Id"
 	hdrMinIndex    = "X-Gatehouse-Min-Index"
+	// hdrDeadline (unix milliseconds) is when the forwarding follower
+	// stops waiting. The leader refuses to start a write after it, so a
+	// request that sat in a stopped leader's socket buffer cannot be
+	// applied after the client was told 503.
+	hdrDeadline = "X-Gatehouse-Deadline"
 )
 
 // localWrites are mutations that concern only the node they are sent to.
@@ -118,6 +123,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request) bool {
 			if pr.Out.Header.Get(hdrRequestID) == "" {
 				pr.Out.Header.Set(hdrRequestID, NewUUID())
 			}
+			pr.Out.Header.Set(hdrDeadline, strconv.FormatInt(time.Now().Add(commitTimeout).UnixMilli(), 10))
 		},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 			message(w, 503, "cluster leader unreachable; the write may not have been applied: "+err.Error())
@@ -166,6 +172,26 @@ func (s *Server) trustedPeer(r *http.Request) bool {
 		}
 	}
 	return false
+}
+
+// forwardedDeadline applies the deadline a forwarding follower set. ok is
+// false after a 503 was written for a request that arrived too late.
+func (s *Server) forwardedDeadline(w http.ResponseWriter, r *http.Request) (*http.Request, context.CancelFunc, bool) {
+	v := r.Header.Get(hdrDeadline)
+	if v == "" || r.Header.Get(hdrForwardedBy) == "" || !s.trustedPeer(r) {
+		return r, func() {}, true
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return r, func() {}, true
+	}
+	dl := time.UnixMilli(ms)
+	if time.Now().After(dl) {
+		message(w, 503, "the forwarded write reached the leader after its deadline and was not applied; retry")
+		return r, func() {}, false
+	}
+	ctx, cancel := context.WithDeadline(r.Context(), dl)
+	return r.WithContext(ctx), cancel, true
 }
 
 // origin returns the client address, request id and receiving node a

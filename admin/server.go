@@ -100,6 +100,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.forward(lw, r) {
 		return
 	}
+	r, cancel, ok := s.forwardedDeadline(lw, r)
+	defer cancel()
+	if !ok {
+		return
+	}
 	if (r.Method == "GET" || r.Method == "HEAD") && !s.waitMinIndex(lw, r) {
 		return
 	}
