@@ -1,0 +1,112 @@
+package cluster
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/test/harness"
+)
+
+// snapshotTimeout bounds waiting for a Raft snapshot: the snapshot check
+// runs every 5 s.
+const snapshotTimeout = 15 * time.Second
+
+// waitNewSnapshot waits until n's data dir holds a snapshot directory that
+// is not in known, and returns n's snapshot directories.
+func waitNewSnapshot(t *testing.T, n *harness.Node, known []string) []string {
+	t.Helper()
+	var dirs []string
+	harness.Eventually(t, snapshotTimeout, 250*time.Millisecond, "a new Raft snapshot on "+n.NodeID, func() (bool, string) {
+		dirs = snapshotDirs(n)
+		for _, d := range dirs {
+			if !slices.Contains(known, d) {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%s/raft/snapshots holds %v", n.DataDir, dirs)
+	})
+	return dirs
+}
+
+// TestRestartAfterSnapshot runs a cluster that snapshots every 64 entries,
+// lets a stopped follower fall behind the leader's compacted log, and
+// checks that it catches up on restart; then restarts the whole cluster
+// and checks that every entity survived on every node.
+func TestRestartAfterSnapshot(t *testing.T) {
+	c := startCluster(t, "--raft-snapshot-threshold", "64")
+	leader := c.waitLeader(t, c.nodes...)
+
+	written := createConsumers(t, c.nodes, "snap-a", 300)
+	waitConverged(t, convergeTimeout, c.nodes...)
+
+	// Every node's log is now well past the threshold: each takes a
+	// snapshot at its next check.
+	snaps := map[string][]string{}
+	for _, n := range c.nodes {
+		snaps[n.NodeID] = waitNewSnapshot(t, n, nil)
+		t.Logf("%s snapshots after 300 writes: %v", n.NodeID, snaps[n.NodeID])
+	}
+
+	follower := c.followers(leader)[0]
+	behind := mustStatus(t, follower)
+	follower.Stop()
+	if !follower.Exited() {
+		t.Fatalf("follower %s still runs after SIGTERM", follower.NodeID)
+	}
+	t.Logf("stopped follower %s at %s", follower.NodeID, behind)
+
+	running := c.others(follower)
+	written = append(written, createConsumers(t, running, "snap-b", 200)...)
+	// Let the leader snapshot again, so that it keeps only the last 80
+	// entries and the follower's next entry is no longer in its log.
+	leader = c.waitLeader(t, running...)
+	snaps[leader.NodeID] = waitNewSnapshot(t, leader, snaps[leader.NodeID])
+	t.Logf("leader %s snapshots after 200 more writes: %v", leader.NodeID, snaps[leader.NodeID])
+	ahead := mustStatus(t, leader)
+	if ahead.AppliedIndex < behind.AppliedIndex+200 {
+		t.Errorf("leader applied index %d, want at least %d + 200", ahead.AppliedIndex, behind.AppliedIndex)
+	}
+
+	t.Run("lagging follower catches up", func(t *testing.T) {
+		follower.Restart(t)
+		c.waitLeader(t, c.nodes...)
+		sts := waitConverged(t, convergeTimeout, c.nodes...)
+		t.Logf("converged: %s", describe(sts))
+		t.Logf("%s snapshots after catching up: %v (before: %v)", follower.NodeID, snapshotDirs(follower), snaps[follower.NodeID])
+		checkConsumers(t, follower, written)
+		sameEntities(t, "/consumers", c.nodes...)
+	})
+
+	t.Run("whole cluster restarts", func(t *testing.T) {
+		before := waitConverged(t, convergeTimeout, c.nodes...)[0]
+		entities := listAll(t, leader, "/consumers")
+		if len(entities) != len(written) {
+			t.Errorf("%d consumers before the restart, want %d", len(entities), len(written))
+		}
+		for _, n := range c.nodes {
+			n.Stop()
+			if !n.Exited() {
+				t.Fatalf("%s still runs after SIGTERM", n.NodeID)
+			}
+		}
+		for _, n := range c.nodes {
+			n.Restart(t) // the process has exited: this only starts it
+		}
+		c.waitLeader(t, c.nodes...)
+		waitMembership(t, c.nodes...)
+		sts := waitConverged(t, convergeTimeout, c.nodes...)
+		t.Logf("before the restart: %s; after: %s", before, describe(sts))
+		if sts[0].ConfigHash != before.ConfigHash {
+			t.Errorf("config_hash changed across a full restart: before %s, after %s", before, describe(sts))
+		}
+		if sts[0].ConfigIndex < before.ConfigIndex {
+			t.Errorf("config_index went back across a full restart: before %s, after %s", before, describe(sts))
+		}
+		for _, n := range c.nodes {
+			diffEntities(t, "GET /consumers on "+n.NodeID+" after the full restart vs before", entities, listAll(t, n, "/consumers"))
+			checkConsumers(t, n, written)
+		}
+	})
+}
