@@ -193,7 +193,7 @@ func clientAddr(r *http.Request) string {
 	return host
 }
 
-// errStatus maps cluster errors to a response.
+// appendError answers a write whose event could not be appended.
 func appendError(w http.ResponseWriter, err error) {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		message(w, 503, "timed out waiting for the cluster to commit the change")

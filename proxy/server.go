@@ -305,14 +305,18 @@ func kongError(ctx *fasthttp.RequestCtx, start time.Time, reqID string, status i
 var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
 	"TE", "Trailer", "Transfer-Encoding", "Upgrade"}
 
-func stripHopByHopReq(h *fasthttp.RequestHeader) {
-	if c := h.Peek("Connection"); len(c) > 0 {
-		for _, n := range bytes.Split(c, []byte(",")) {
-			if n = bytes.TrimSpace(n); len(n) > 0 && !bytes.EqualFold(n, []byte("close")) && !bytes.EqualFold(n, []byte("keep-alive")) {
-				h.DelBytes(n)
-			}
+// connectionTokens calls del for each header named in a Connection header
+// value (those are hop-by-hop too), except the close/keep-alive tokens.
+func connectionTokens(c []byte, del func([]byte)) {
+	for _, n := range bytes.Split(c, []byte(",")) {
+		if n = bytes.TrimSpace(n); len(n) > 0 && !bytes.EqualFold(n, []byte("close")) && !bytes.EqualFold(n, []byte("keep-alive")) {
+			del(n)
 		}
 	}
+}
+
+func stripHopByHopReq(h *fasthttp.RequestHeader) {
+	connectionTokens(h.Peek("Connection"), h.DelBytes)
 	// TE is hop-by-hop, but a client asking for trailers keeps that
 	// request upstream (Kong does the same).
 	te := h.Peek("TE")
@@ -326,13 +330,7 @@ func stripHopByHopReq(h *fasthttp.RequestHeader) {
 }
 
 func stripHopByHop(h *fasthttp.ResponseHeader) {
-	if c := h.Peek("Connection"); len(c) > 0 {
-		for _, n := range bytes.Split(c, []byte(",")) {
-			if n = bytes.TrimSpace(n); len(n) > 0 && !bytes.EqualFold(n, []byte("close")) && !bytes.EqualFold(n, []byte("keep-alive")) {
-				h.DelBytes(n)
-			}
-		}
-	}
+	connectionTokens(h.Peek("Connection"), h.DelBytes)
 	for _, n := range hopByHop {
 		h.Del(n)
 	}
