@@ -81,19 +81,20 @@ type txn struct {
 	children *iradix.Txn
 	tags     *iradix.Txn
 	names    map[string]int
+	consumer int // consumer-scoped plugins
 	hash     [32]byte
 	changes  []Change
 }
 
 func (f *Fold) begin(s *State) *txn {
 	return &txn{base: s, entities: s.entities.Txn(), unique: s.unique.Txn(), children: s.children.Txn(),
-		tags: s.tags.Txn(), names: s.pluginNames, hash: s.hash}
+		tags: s.tags.Txn(), names: s.pluginNames, consumer: s.consumerPlugins, hash: s.hash}
 }
 
 func (t *txn) commit(index uint64) *State {
 	return &State{Index: index, entities: t.entities.Commit(), unique: t.unique.Commit(),
 		children: t.children.Commit(), tags: t.tags.Commit(), pluginNames: t.names,
-		members: t.base.members, hash: t.hash}
+		consumerPlugins: t.consumer, members: t.base.members, hash: t.hash}
 }
 
 // view returns the state as modified so far by this transaction, for
@@ -101,7 +102,7 @@ func (t *txn) commit(index uint64) *State {
 func (t *txn) view() *State {
 	return &State{entities: t.entities.CommitOnly(), unique: t.unique.CommitOnly(),
 		children: t.children.CommitOnly(), tags: t.tags.CommitOnly(), pluginNames: t.names,
-		members: t.base.members, hash: t.hash}
+		consumerPlugins: t.consumer, members: t.base.members, hash: t.hash}
 }
 
 // Apply folds one command into s. now is the event time in unix
@@ -576,6 +577,9 @@ func (t *txn) index(e *Entity) {
 	}
 	if e.Kind == Plugins {
 		t.countPlugin(str(e.Data, "name"), 1)
+		if ref(e.Data, "consumer") != "" {
+			t.consumer++
+		}
 	}
 }
 
@@ -596,6 +600,9 @@ func (t *txn) unindex(e *Entity) {
 	}
 	if e.Kind == Plugins {
 		t.countPlugin(str(e.Data, "name"), -1)
+		if ref(e.Data, "consumer") != "" {
+			t.consumer--
+		}
 	}
 }
 

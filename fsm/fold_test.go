@@ -224,3 +224,23 @@ func TestStateHashIsOrderIndependent(t *testing.T) {
 		t.Fatal("hash does not follow the content")
 	}
 }
+
+func TestConsumerScopedPluginCount(t *testing.T) {
+	f := &Fold{Plugins: testPlugins{}}
+	s := apply(t, f, Empty(), &Command{Op: "create", Kind: Consumers, NewID: id1, Body: map[string]any{"username": "c"}})
+	s = apply(t, f, s, &Command{Op: "create", Kind: Plugins, NewID: id2,
+		Body: map[string]any{"name": "demo", "config": map[string]any{"minute": 1.0}}})
+	if s.HasConsumerPlugins() {
+		t.Fatal("a global plugin is not consumer-scoped")
+	}
+	s = apply(t, f, s, &Command{Op: "create", Kind: Plugins, NewID: id3, Parent: &Parent{Kind: Consumers, Key: "c", Field: "consumer"},
+		Body: map[string]any{"name": "demo", "config": map[string]any{"minute": 2.0}}})
+	if !s.HasConsumerPlugins() {
+		t.Fatal("consumer-scoped plugin not counted")
+	}
+	// Deleting the consumer cascades to its plugin and the count follows.
+	s = apply(t, f, s, &Command{Op: "delete", Kind: Consumers, Key: "c"})
+	if s.HasConsumerPlugins() || s.Get(Plugins, id3) != nil {
+		t.Fatal("cascade did not remove the consumer's plugin from the count")
+	}
+}

@@ -37,6 +37,9 @@ type State struct {
 	// pluginNames counts configured plugins per name, so the proxy only
 	// looks up names that are in use.
 	pluginNames map[string]int
+	// consumerPlugins counts plugins scoped to a consumer: when zero, the
+	// proxy never re-resolves plugins after authentication.
+	consumerPlugins int
 
 	// members holds each node's advertised addresses, replicated so any
 	// node can find the leader's admin API (small; copied on write).
@@ -173,6 +176,9 @@ func (s *State) PluginNames() []string {
 	}
 	return out
 }
+
+// HasConsumerPlugins reports whether any plugin is scoped to a consumer.
+func (s *State) HasConsumerPlugins() bool { return s.consumerPlugins > 0 }
 
 // PluginFor returns the plugin configured for name at exactly this scope
 // (empty strings meaning "not scoped to"), or nil.

@@ -80,19 +80,7 @@ func (rt *Runtime) rebuild(s *fsm.State) *snapshot {
 		slog.Error("router rebuild failed", "err", err)
 		rtr, _ = router.New()
 	}
-	return &snapshot{state: s, router: rtr, routes: &sync.Map{}, consumerPlugins: hasConsumerPlugins(s)}
-}
-
-func hasConsumerPlugins(s *fsm.State) bool {
-	found := false
-	s.Walk(fsm.Plugins, "", func(e *fsm.Entity) bool {
-		if e.View.(*fsm.Plugin).ConsumerID != "" {
-			found = true
-			return false
-		}
-		return true
-	})
-	return found
+	return &snapshot{state: s, router: rtr, routes: &sync.Map{}, consumerPlugins: s.HasConsumerPlugins()}
 }
 
 // routerRoute converts a route for the router, or nil when it must not be
@@ -145,7 +133,7 @@ func (rt *Runtime) Update(u fsm.Update) {
 		case fsm.Plugins, fsm.Upstreams:
 			dropCache = true
 			if c.Kind == fsm.Plugins {
-				next.consumerPlugins = hasConsumerPlugins(u.Next)
+				next.consumerPlugins = u.Next.HasConsumerPlugins()
 			}
 		case fsm.Targets:
 			if c.After != nil {
