@@ -58,8 +58,9 @@ func New(rt *Runtime) *Proxy {
 		NoDefaultContentType:  true,
 		ReadTimeout:           60 * time.Second,
 		IdleTimeout:           60 * time.Second,
-		MaxRequestBodySize:    8 << 20,
-		ReduceMemoryUsage:     false,
+		MaxRequestBodySize:    maxBodyBytes,
+		ReadBufferSize:        maxHeaderBytes,
+		ErrorHandler:          parseError,
 	}
 	return p
 }
@@ -127,6 +128,12 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	reqID := p.requestID()
 	sn := p.rt.load()
+
+	if status, msg := screen(ctx); status != 0 {
+		kongError(ctx, start, reqID, status, msg)
+		ctx.SetConnectionClose()
+		return
+	}
 
 	rs := p.pool.Get().(*reqState)
 	defer p.release(rs)

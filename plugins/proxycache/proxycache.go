@@ -133,8 +133,11 @@ func (h *handler) Access(ctx *plugins.Context) {
 		ctx.Set(h, &pending{key: key, status: "Miss"})
 		return
 	}
-	age := time.Now().Unix() - e.Timestamp
-	if age >= e.TTL || h.cacheControl && !freshEnough(cc, age, e.TTL) {
+	// Freshness is judged on the exact store time: whole seconds would
+	// expire an entry up to a second early.
+	elapsed := time.Since(e.Stored)
+	age := int64(elapsed / time.Second)
+	if elapsed >= time.Duration(e.TTL)*time.Second || h.cacheControl && !freshEnough(cc, age, e.TTL) {
 		ctx.Set(h, &pending{key: key, status: "Refresh"})
 		return
 	}
@@ -184,12 +187,13 @@ func (h *handler) BodyFilter(ctx *plugins.Context) {
 			hdrs = append(hdrs, [2]string{k, v})
 		}
 	})
+	now := time.Now()
 	storage := ttl
 	if h.storageTTL > 0 {
 		storage = h.storageTTL
 	}
 	h.store.put(p.key, &Entry{Status: resp.Status(), Headers: hdrs, Body: append([]byte(nil), resp.Body()...),
-		Timestamp: time.Now().Unix(), TTL: ttl, Version: 1}, storage)
+		Stored: now, Timestamp: now.Unix(), TTL: ttl, Version: 1}, storage)
 }
 
 // storable filters the headers replayed from the cache: hop-by-hop headers,

@@ -12,6 +12,7 @@ type Entry struct {
 	Status    int         `json:"status"`
 	Headers   [][2]string `json:"-"`
 	Body      []byte      `json:"-"`
+	Stored    time.Time   `json:"-"`
 	Timestamp int64       `json:"timestamp"`
 	TTL       int64       `json:"ttl"`
 	Version   int         `json:"version"`

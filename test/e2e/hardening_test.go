@@ -1,0 +1,60 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/gatehouse-gw/gatehouse/test/echo"
+	"github.com/gatehouse-gw/gatehouse/test/harness"
+)
+
+// TestProxyRejectsHostileRequests sends requests that a gateway must answer
+// itself: smuggling shapes, oversized parts, bad methods and absolute-form
+// targets naming another host. Each gets a clear error and none reaches
+// the upstream.
+func TestProxyRejectsHostileRequests(t *testing.T) {
+	n := harness.Start(t, harness.Options{NodeID: "hardening"})
+	up := echo.StartT(t, "hardening-echo")
+	a := admin{n}
+	a.create(t, "/services", map[string]any{"name": "guarded", "url": up.URL})
+	a.create(t, "/services/guarded/routes", map[string]any{"paths": []any{"/"}})
+	// Sanity: a normal request is proxied, so the rejections below are the
+	// proxy's doing.
+	ok := harness.RawHTTP(t, n.ProxyAddr, "GET /anything HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+	if ok.Status != 200 || ok.Header.Get("X-Kong-Upstream-Latency") == "" {
+		t.Fatalf("baseline request not proxied: %d", ok.Status)
+	}
+
+	many := strings.Builder{}
+	for i := 0; i < 150; i++ {
+		many.WriteString("X-Filler-" + strings.Repeat("a", 3) + string(rune('a'+i%26)) + string(rune('a'+i/26)) + ": v\r\n")
+	}
+	cases := []struct {
+		name, req string
+		status    int
+	}{
+		{"content-length with chunked", "POST /anything HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n", 400},
+		{"duplicate content-length", "POST /anything HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\nab", 400},
+		{"unsupported transfer-encoding", "POST /anything HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\n", 400},
+		{"lower-case method", "get /anything HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n", 400},
+		{"absolute-form for another host", "GET http://other.test/anything HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n", 400},
+		{"URI too long", "GET /" + strings.Repeat("a", 9000) + " HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n", 414},
+		{"too many headers", "GET /anything HTTP/1.1\r\nHost: a.test\r\n" + many.String() + "Connection: close\r\n\r\n", 431},
+		{"header block too large", "GET /anything HTTP/1.1\r\nHost: a.test\r\nX-Big: " + strings.Repeat("a", 40000) + "\r\nConnection: close\r\n\r\n", 431},
+		{"body too large", "POST /anything HTTP/1.1\r\nHost: a.test\r\nContent-Length: 9000000\r\nConnection: close\r\n\r\n", 413},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := harness.RawHTTP(t, n.ProxyAddr, c.req)
+			if r.Status != c.status {
+				t.Fatalf("status %d, want %d (body %s)", r.Status, c.status, r.Body)
+			}
+			if !strings.Contains(string(r.Body), `"message"`) {
+				t.Errorf("no Kong-style error body: %s", r.Body)
+			}
+			if r.Header.Get("X-Kong-Upstream-Latency") != "" {
+				t.Error("rejected request reached the upstream")
+			}
+		})
+	}
+}
