@@ -35,7 +35,7 @@ func AdminURL(a string) string {
 // addresses registered in the replicated state.
 func (n *Node) maintain() {
 	defer n.wg.Done()
-	tick := time.NewTicker(500 * time.Millisecond)
+	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		if !n.hasState() {
@@ -200,12 +200,36 @@ func (n *Node) ApplyMember(ctx context.Context, m fsm.Member) error {
 	return nil
 }
 
-// register makes sure this node's own addresses are in the replicated
-// state, so any node can find it (and forward to it when it leads).
-func (n *Node) register() {
+func (n *Node) self() fsm.Member {
 	self := n.cfg.Self
 	self.ID = n.cfg.NodeID
 	self.Cluster = string(n.trans.LocalAddr())
+	return self
+}
+
+// WaitRegistered blocks (bounded by ctx) until this node's addresses are
+// in the replicated state. Serving only after that keeps the member event
+// from landing in the middle of a client's first writes, and lets the
+// other nodes forward to this one as soon as it answers.
+func (n *Node) WaitRegistered(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if cur, ok := n.machine.State().Members()[n.cfg.NodeID]; ok && cur == n.self() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// register makes sure this node's own addresses are in the replicated
+// state, so any node can find it (and forward to it when it leads).
+func (n *Node) register() {
+	self := n.self()
 	if cur, ok := n.machine.State().Members()[self.ID]; ok && cur == self {
 		return
 	}

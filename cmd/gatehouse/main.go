@@ -183,6 +183,14 @@ func run(ctx context.Context, cfg runConfig) error {
 		slog.Warn("serving before the local log was replayed (no quorum yet?)", "err", err)
 	}
 	rcancel()
+	// A single node (or a cluster's leader) registers its own addresses
+	// at once; a follower needs the leader's admin API, which may itself
+	// still be starting, so that wait is short.
+	rctx, rcancel = context.WithTimeout(ctx, registerWait(cfg))
+	if err := node.WaitRegistered(rctx); err != nil {
+		slog.Info("serving before this node's addresses were registered", "err", err)
+	}
+	rcancel()
 	px := proxy.New(rt)
 	api := admin.New(admin.Config{
 		NodeID: cfg.nodeID, NodeUUID: nodeUUID, Store: machine, Appender: node, Plugins: registry,
@@ -223,6 +231,13 @@ func run(ctx context.Context, cfg runConfig) error {
 		slog.Warn("raft shutdown", "err", err)
 	}
 	return runErr
+}
+
+func registerWait(cfg runConfig) time.Duration {
+	if len(cfg.join) == 0 {
+		return 10 * time.Second
+	}
+	return 2 * time.Second
 }
 
 // loadNodeUUID returns Kong's node_id for this data dir, creating it once.
