@@ -29,8 +29,6 @@ var (
 	hostRe   = regexp.MustCompile(`^[A-Za-z0-9*]([A-Za-z0-9\-.*_]*[A-Za-z0-9*])?$`)
 )
 
-func ptr(f float64) *float64 { return &f }
-
 func between(lo, hi float64) *[2]float64 { return &[2]float64{lo, hi} }
 
 func idField() *schema.Field {

@@ -74,7 +74,7 @@ func parseAck(r *harness.Response, name, node string, sent time.Time) (ackedWrit
 // identical state.
 func TestFailoverKeepsAcknowledgedWrites(t *testing.T) {
 	c := startCluster(t)
-	leader := c.waitLeader(t, c.nodes...)
+	c.waitLeader(t, c.nodes...)
 
 	var s writeStream
 	done := make(chan struct{})
@@ -94,7 +94,7 @@ func TestFailoverKeepsAcknowledgedWrites(t *testing.T) {
 		t.Errorf("no write acknowledged in the 2 s before the leader was killed")
 	}
 	// The leader may have changed since startup; kill the current one.
-	leader = c.waitLeader(t, c.nodes...)
+	leader := c.waitLeader(t, c.nodes...)
 	leader.Kill()
 	killedAt := time.Now()
 	if !leader.Exited() {
