@@ -198,7 +198,10 @@ func run(ctx context.Context, cfg runConfig) error {
 		Settings: map[string]any{"admin_listen": []string{cfg.admin}, "proxy_listen": []string{cfg.proxy},
 			"status_listen": []string{cfg.status}, "cluster_listen": cfg.cluster, "prefix": cfg.dataDir},
 	})
-	adminSrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	// Bounded reads so a slow or stalled client cannot hold a handler;
+	// the write bound covers the longest forwarded write (10 s) with room.
+	adminSrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
 	statusSrv := &http.Server{Handler: api.StatusAPI(node.Ready), ReadHeaderTimeout: 10 * time.Second}
 
 	errc := make(chan error, 3)
