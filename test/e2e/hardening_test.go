@@ -58,3 +58,21 @@ func TestProxyRejectsHostileRequests(t *testing.T) {
 		})
 	}
 }
+
+// TestAdminRejectsOversizedInput checks the Admin API's own limits: a body
+// over 8 MiB and JSON nested deeper than 64 levels are refused with Kong's
+// error shape, and neither appends anything to the log.
+func TestAdminRejectsOversizedInput(t *testing.T) {
+	n := harness.Start(t, harness.Options{NodeID: "admin-limits"})
+	big := `{"username":"` + strings.Repeat("a", 9<<20) + `"}`
+	r := harness.NotAppended(t, n, func() *harness.Response {
+		return harness.Raw(t, "POST", n.AdminURL+"/consumers", "application/json", []byte(big))
+	})
+	harness.CheckMessage(t, r, 413, "request body too large")
+
+	deep := `{"username":"deep","tags":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`
+	r = harness.NotAppended(t, n, func() *harness.Response {
+		return harness.Raw(t, "POST", n.AdminURL+"/consumers", "application/json", []byte(deep))
+	})
+	harness.CheckMessage(t, r, 400, "Cannot parse JSON body")
+}
