@@ -54,6 +54,11 @@ func (s *Server) entityRoutes() {
 	for _, t := range top {
 		s.register(r, &collection{kind: t.kind, path: t.path})
 	}
+	admins := &collection{kind: fsm.Admins, path: "/rbac/admins"}
+	r.HandleFunc("/rbac/admins/{key}/token", func(w http.ResponseWriter, req *http.Request) {
+		s.rotateToken(w, req, admins)
+	}).Methods("POST")
+	s.register(r, admins)
 	// Foreign-key shortcuts: /routes/{r}/service, /key-auths/{k}/consumer,
 	// /plugins/{p}/{route,service,consumer}.
 	s.foreignEndpoint("/routes/{id}/service", fsm.Routes, "service", fsm.Services)
@@ -131,12 +136,23 @@ func visible(e *fsm.Entity) bool {
 // render returns the JSON shape of e; a credential's ttl is shown as the
 // seconds it has left, as Kong does.
 func render(e *fsm.Entity) map[string]any {
-	if ka, ok := e.View.(*fsm.KeyAuth); ok && ka.ExpiresAt != 0 {
+	copyData := func() map[string]any {
 		out := make(map[string]any, len(e.Data))
 		for k, v := range e.Data {
 			out[k] = v
 		}
-		out["ttl"] = max(ka.ExpiresAt-time.Now().Unix(), 0)
+		return out
+	}
+	switch v := e.View.(type) {
+	case *fsm.KeyAuth:
+		if v.ExpiresAt != 0 {
+			out := copyData()
+			out["ttl"] = max(v.ExpiresAt-time.Now().Unix(), 0)
+			return out
+		}
+	case *fsm.Admin:
+		out := copyData()
+		delete(out, "token_hash") // never shown, even hashed
 		return out
 	}
 	return e.Data
@@ -413,6 +429,20 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, c *collection, op
 	if op == log.OpCreate {
 		status = 201
 	}
+	if c.kind == fsm.Admins && op != log.OpDelete {
+		// Clients never set token hashes; a new admin gets a new token,
+		// shown in this response only.
+		delete(body, "token_hash")
+		switch {
+		case op == log.OpCreate || op == log.OpUpsert && existing == nil:
+			token := randomKey()
+			body["token_hash"] = HashToken(token)
+			s.commitReveal(w, r, st, cmd, status, token)
+			return
+		case op == log.OpUpsert:
+			body["token_hash"] = existing.Data["token_hash"]
+		}
+	}
 	s.commit(w, r, st, cmd, status)
 }
 
@@ -422,6 +452,12 @@ const commitTimeout = 8 * time.Second
 // commit validates cmd against st, appends it as one event and writes the
 // response.
 func (s *Server) commit(w http.ResponseWriter, r *http.Request, st *fsm.State, cmd *fsm.Command, status int) {
+	s.commitReveal(w, r, st, cmd, status, "")
+}
+
+// commitReveal is commit for a write that creates an admin token: the
+// plaintext token goes to this one response and nowhere else.
+func (s *Server) commitReveal(w http.ResponseWriter, r *http.Request, st *fsm.State, cmd *fsm.Command, status int, token string) {
 	now := time.Now().UnixNano()
 	if ferr := s.cfg.Store.Fold().Check(st, now, cmd); ferr != nil {
 		writeError(w, ferr)
@@ -434,7 +470,7 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, st *fsm.State, c
 	}
 	source, reqID, node := s.origin(r)
 	w.Header().Set(hdrRequestID, reqID)
-	ev := &log.Event{Type: log.TypeEntity, Time: now, Actor: "anonymous", Source: source,
+	ev := &log.Event{Type: log.TypeEntity, Time: now, Actor: actorOf(r), Source: source,
 		RequestID: reqID, Node: node, Op: cmd.Op, Entity: cmd.Kind, EntityID: cmd.Key, Payload: payload}
 	if cmd.Op == log.OpCreate {
 		ev.EntityID = cmd.NewID
@@ -460,7 +496,11 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, st *fsm.State, c
 		w.WriteHeader(204)
 		return
 	}
-	writeJSON(w, status, render(res.Entity))
+	out := render(res.Entity)
+	if token != "" {
+		out["token"] = token
+	}
+	writeJSON(w, status, out)
 }
 
 // foreignEndpoint serves /child/{id}/field: the entity a foreign key points
@@ -521,4 +561,19 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request, kind string) {
 		}
 	}
 	writeJSON(w, 200, map[string]any{"message": "schema validation successful"})
+}
+
+// rotateToken issues a new token for an admin; the old one stops working
+// as soon as the event is applied.
+func (s *Server) rotateToken(w http.ResponseWriter, r *http.Request, c *collection) {
+	st := s.cfg.Store.State()
+	e := s.lookup(st, c, nil, mux.Vars(r)["key"])
+	if e == nil {
+		notFound(w)
+		return
+	}
+	token := randomKey()
+	cmd := &fsm.Command{Op: log.OpUpdate, Kind: fsm.Admins, Key: e.ID, NewID: NewUUID(),
+		Body: map[string]any{"token_hash": HashToken(token)}}
+	s.commitReveal(w, r, st, cmd, 200, token)
 }

@@ -64,6 +64,7 @@ type Config struct {
 	// LeaderWait bounds how long a write on a follower waits for a
 	// leader, and a min_index read for its index.
 	LeaderWait time.Duration
+	Auth       Auth
 }
 
 // Server is the Admin API handler.
@@ -97,6 +98,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeJSON(lw, 500, map[string]any{"message": "An unexpected error occurred"})
 		}
 	}()
+	r, ok := s.authenticate(lw, r)
+	if !ok {
+		return
+	}
 	if s.forward(lw, r) {
 		return
 	}

@@ -75,7 +75,7 @@ func (n *Node) tryJoin() {
 		if u == AdminURL(n.cfg.Self.Admin) {
 			continue
 		}
-		if err := post(u+"/cluster/join", req); err == nil {
+		if err := n.post(u+"/cluster/join", req); err == nil {
 			slog.Info("joined cluster", "via", u)
 			n.mu.Lock()
 			n.existing = true
@@ -90,14 +90,22 @@ func (n *Node) tryJoin() {
 	for _, addr := range n.cfg.Join {
 		u := AdminURL(addr)
 		if u != AdminURL(n.cfg.Self.Admin) {
-			_ = post(u+"/cluster/notify", req)
+			_ = n.post(u+"/cluster/notify", req)
 		}
 	}
 }
 
-func post(url string, body any) error {
+func (n *Node) post(url string, body any) error {
 	b, _ := json.Marshal(body)
-	resp, err := peerClient.Post(url, "application/json", bytes.NewReader(b))
+	req, err := http.NewRequest("POST", url, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if n.cfg.Token != "" {
+		req.Header.Set("Kong-Admin-Token", n.cfg.Token)
+	}
+	resp, err := peerClient.Do(req)
 	if err != nil {
 		return err
 	}
@@ -246,7 +254,7 @@ func (n *Node) register() {
 	if !ok || lm.Admin == "" {
 		return
 	}
-	if err := post(AdminURL(lm.Admin)+"/cluster/members", self); err != nil {
+	if err := n.post(AdminURL(lm.Admin)+"/cluster/members", self); err != nil {
 		slog.Debug("register with leader", "err", err)
 	}
 }

@@ -44,6 +44,9 @@ type Config struct {
 	// SnapshotThreshold is the number of log entries between snapshots
 	// (0: 8192, Raft's default).
 	SnapshotThreshold uint64
+	// Token authenticates this node's calls to the others' admin APIs
+	// when admin authentication is on.
+	Token string
 }
 
 // Node is one Raft member.

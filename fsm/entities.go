@@ -16,12 +16,13 @@ const (
 	Upstreams    = "upstreams"
 	Targets      = "targets"
 	KeyAuths     = "keyauth_credentials"
+	Admins       = "admins"
 	maxTimeoutMs = 2147483646
 )
 
 // Kinds lists every entity kind in dependency order: a kind only references
 // kinds before it. Snapshots and declarative exports use this order.
-var Kinds = []string{Services, Routes, Consumers, Upstreams, Targets, KeyAuths, Plugins}
+var Kinds = []string{Services, Routes, Consumers, Upstreams, Targets, KeyAuths, Plugins, Admins}
 
 var (
 	nameRe   = regexp.MustCompile(`^[\w.\-~\x{80}-\x{10FFFF}]+$`)
@@ -332,16 +333,32 @@ var keyAuthSchema = &schema.Schema{Name: KeyAuths, Fields: []*schema.Field{
 	tagsField(),
 }}
 
+// Roles are the predefined admin roles (Konnect's model).
+var Roles = []string{"super-admin", "admin", "operator", "read-only", "auditor"}
+
+// adminSchema describes who may use the Admin API. Only a hash of each
+// token is stored (and replicated, and kept in the history); the token
+// itself is shown once, when created.
+var adminSchema = &schema.Schema{Name: Admins, Fields: []*schema.Field{
+	idField(), tsField("created_at"), tsField("updated_at"),
+	{Name: "username", Type: schema.String, Required: true, Unique: true, Match: nameRe,
+		MatchEr: "invalid value: must only contain alphanumeric and '., -, _, ~' characters"},
+	{Name: "token_hash", Type: schema.String, Required: true, Unique: true},
+	{Name: "roles", Type: schema.Set, Default: []any{"read-only"}, Required: true,
+		Elements: &schema.Field{Type: schema.String, OneOf: Roles}},
+	tagsField(),
+}}
+
 // Schemas maps each kind to its schema.
 var Schemas = map[string]*schema.Schema{
 	Services: serviceSchema, Routes: routeSchema, Consumers: consumerSchema, Plugins: pluginSchema,
-	Upstreams: upstreamSchema, Targets: targetSchema, KeyAuths: keyAuthSchema,
+	Upstreams: upstreamSchema, Targets: targetSchema, KeyAuths: keyAuthSchema, Admins: adminSchema,
 }
 
 // endpointKeys is the field a non-UUID URL key is looked up by.
 var endpointKeys = map[string]string{
 	Services: "name", Routes: "name", Consumers: "username", Plugins: "instance_name",
-	Upstreams: "name", Targets: "target", KeyAuths: "key",
+	Upstreams: "name", Targets: "target", KeyAuths: "key", Admins: "username",
 }
 
 // EndpointKey returns the field a non-UUID URL key of kind is matched against.
@@ -350,7 +367,7 @@ func EndpointKey(kind string) string { return endpointKeys[kind] }
 // uniqueFields lists single-field unique constraints per kind.
 var uniqueFields = map[string][]string{
 	Services: {"name"}, Routes: {"name"}, Consumers: {"username", "custom_id"}, Plugins: {"instance_name"},
-	Upstreams: {"name"}, KeyAuths: {"key"},
+	Upstreams: {"name"}, KeyAuths: {"key"}, Admins: {"username", "token_hash"},
 }
 
 // foreignFields lists each kind's references, and what happens to the

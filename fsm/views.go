@@ -148,6 +148,8 @@ func buildView(kind string, d map[string]any, compiled any) any {
 		host, port := SplitTarget(str(d, "target"))
 		return &Target{ID: str(d, "id"), UpstreamID: ref(d, "upstream"), Host: host, Port: port,
 			Weight: int(num(d, "weight"))}
+	case Admins:
+		return &Admin{ID: str(d, "id"), Username: str(d, "username"), Roles: strs(d, "roles")}
 	case KeyAuths:
 		ka := &KeyAuth{ID: str(d, "id"), ConsumerID: ref(d, "consumer"), Key: str(d, "key")}
 		if ttl := num(d, "ttl"); ttl > 0 {
@@ -156,6 +158,12 @@ func buildView(kind string, d map[string]any, compiled any) any {
 		return ka
 	}
 	return nil
+}
+
+// Admin is an Admin API user.
+type Admin struct {
+	ID, Username string
+	Roles        []string
 }
 
 // Expired reports whether the credential's TTL has run out at unix time now.

@@ -25,6 +25,14 @@ func adminFlag() *cli.StringFlag {
 		Usage: "admin API of any node"}
 }
 
+func tokenFlag() *cli.StringFlag {
+	return &cli.StringFlag{Name: "token", EnvVars: []string{"GATEHOUSE_TOKEN", "GATEHOUSE_ADMIN_TOKEN"},
+		Usage: "admin token, when admin authentication is on"}
+}
+
+// apiToken is the token CLI commands send (set from --token).
+var apiToken string
+
 func clusterCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "cluster",
@@ -43,19 +51,20 @@ func clusterCommand() *cli.Command {
 			{
 				Name:   "status",
 				Usage:  "show members, roles, leader and progress",
-				Flags:  []cli.Flag{adminFlag()},
+				Flags:  []cli.Flag{adminFlag(), tokenFlag()},
 				Action: clusterStatus,
 			},
 			{
 				Name:      "join",
 				Usage:     "add a node to the cluster",
 				ArgsUsage: "NODE_ID",
-				Flags: []cli.Flag{adminFlag(),
+				Flags: []cli.Flag{adminFlag(), tokenFlag(),
 					&cli.StringFlag{Name: "cluster-address", Required: true, Usage: "the new node's Raft address"},
 					&cli.StringFlag{Name: "admin-address", Usage: "the new node's admin address"},
 					&cli.StringFlag{Name: "proxy-address", Usage: "the new node's proxy address"},
 				},
 				Action: func(c *cli.Context) error {
+					apiToken = c.String("token")
 					if c.NArg() != 1 {
 						return errors.New("usage: gatehouse cluster join NODE_ID --cluster-address HOST:PORT")
 					}
@@ -68,8 +77,9 @@ func clusterCommand() *cli.Command {
 				Name:      "remove",
 				Usage:     "remove a node from the cluster",
 				ArgsUsage: "NODE_ID",
-				Flags:     []cli.Flag{adminFlag()},
+				Flags:     []cli.Flag{adminFlag(), tokenFlag()},
 				Action: func(c *cli.Context) error {
+					apiToken = c.String("token")
 					if c.NArg() != 1 {
 						return errors.New("usage: gatehouse cluster remove NODE_ID")
 					}
@@ -93,6 +103,9 @@ func call(admin, method, path string, body any, out io.Writer) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if apiToken != "" {
+		req.Header.Set("Kong-Admin-Token", apiToken)
+	}
 	resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
@@ -122,7 +135,14 @@ type clusterView struct {
 }
 
 func fetchCluster(admin string) (*clusterView, error) {
-	resp, err := (&http.Client{Timeout: 3 * time.Second}).Get(strings.TrimRight(admin, "/") + "/cluster")
+	req, err := http.NewRequest("GET", strings.TrimRight(admin, "/")+"/cluster", nil)
+	if err != nil {
+		return nil, err
+	}
+	if apiToken != "" {
+		req.Header.Set("Kong-Admin-Token", apiToken)
+	}
+	resp, err := (&http.Client{Timeout: 3 * time.Second}).Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -148,6 +168,7 @@ func printCluster(v *clusterView, out io.Writer) {
 }
 
 func clusterStatus(c *cli.Context) error {
+	apiToken = c.String("token")
 	v, err := fetchCluster(c.String("admin"))
 	if err != nil {
 		return err

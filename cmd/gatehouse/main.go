@@ -66,6 +66,11 @@ func runCommand() *cli.Command {
 				Usage: "form a new cluster once this many nodes (listed in --join) have started"},
 			&cli.Uint64Flag{Name: "raft-snapshot-threshold", Value: 0, EnvVars: []string{"GATEHOUSE_RAFT_SNAPSHOT_THRESHOLD"},
 				Usage: "log entries between Raft snapshots (0: 8192)"},
+			flag("admin-auth", "auto", "admin API authentication: on, off, or auto (on unless the admin listener is loopback)"),
+			&cli.BoolFlag{Name: "i-know-admin-is-open", EnvVars: []string{"GATEHOUSE_I_KNOW_ADMIN_IS_OPEN"},
+				Usage: "allow --admin-auth=off on a non-loopback admin listener"},
+			&cli.StringFlag{Name: "admin-token", EnvVars: []string{"GATEHOUSE_ADMIN_TOKEN"},
+				Usage: "bootstrap super-admin token (the same on every node of a cluster); generated and printed once if unset"},
 		},
 		Action: func(c *cli.Context) error {
 			return run(c.Context, runConfig{
@@ -73,6 +78,8 @@ func runCommand() *cli.Command {
 				status: c.String("status-listen"), nodeID: c.String("node-id"), cluster: c.String("cluster-listen"),
 				join: splitList(c.String("join")), expect: c.Int("bootstrap-expect"),
 				snapshotThreshold: c.Uint64("raft-snapshot-threshold"),
+				adminAuth:         c.String("admin-auth"), iKnowOpen: c.Bool("i-know-admin-is-open"),
+				adminToken: c.String("admin-token"),
 			})
 		},
 	}
@@ -83,6 +90,37 @@ type runConfig struct {
 	join                                           []string
 	expect                                         int
 	snapshotThreshold                              uint64
+	adminAuth, adminToken                          string
+	iKnowOpen                                      bool
+}
+
+// authEnabled applies the admin-auth rules: auto means on unless the admin
+// listener is loopback, and an open non-loopback admin API needs an
+// explicit acknowledgement.
+func authEnabled(cfg runConfig) (bool, error) {
+	host, _, _ := net.SplitHostPort(cfg.admin)
+	ip := net.ParseIP(host)
+	loopback := host == "localhost" || ip != nil && ip.IsLoopback()
+	var on bool
+	switch cfg.adminAuth {
+	case "on":
+		on = true
+	case "off":
+		on = false
+	case "auto", "":
+		on = !loopback
+	default:
+		return false, fmt.Errorf("--admin-auth must be on, off or auto, not %q", cfg.adminAuth)
+	}
+	if !on && !loopback && !cfg.iKnowOpen {
+		return false, fmt.Errorf("refusing to start: the admin API on %s would accept changes from the network "+
+			"without authentication; use --admin-auth=on, or --admin-auth=off --i-know-admin-is-open", cfg.admin)
+	}
+	if on && len(cfg.join) > 0 && cfg.adminToken == "" {
+		return false, errors.New("nodes of a cluster with admin authentication authenticate to each other with " +
+			"GATEHOUSE_ADMIN_TOKEN (--admin-token): give every node the same one")
+	}
+	return on, nil
 }
 
 func splitList(s string) []string {
@@ -111,6 +149,10 @@ func advertise(listen, clusterAddr string) string {
 func run(ctx context.Context, cfg runConfig) error {
 	if cfg.nodeID == "" {
 		return errors.New("--node-id must not be empty")
+	}
+	auth, err := authEnabled(cfg)
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
@@ -165,7 +207,7 @@ func run(ctx context.Context, cfg runConfig) error {
 
 	node, err := cluster.Open(cluster.Config{
 		NodeID: cfg.nodeID, DataDir: cfg.dataDir, BindAddr: cfg.cluster,
-		Join: cfg.join, BootstrapExpect: cfg.expect, SnapshotThreshold: cfg.snapshotThreshold,
+		Join: cfg.join, BootstrapExpect: cfg.expect, SnapshotThreshold: cfg.snapshotThreshold, Token: cfg.adminToken,
 		Self: fsm.Member{Admin: advertise(adminLn.Addr().String(), cfg.cluster),
 			Proxy: advertise(proxyLn.Addr().String(), cfg.cluster), Status: advertise(statusLn.Addr().String(), cfg.cluster)},
 	}, machine)
@@ -195,6 +237,7 @@ func run(ctx context.Context, cfg runConfig) error {
 	api := admin.New(admin.Config{
 		NodeID: cfg.nodeID, NodeUUID: nodeUUID, Store: machine, Appender: node, Plugins: registry,
 		Cache: cache, ServerInfo: px.Stats, Cluster: node,
+		Auth: admin.Auth{Enabled: auth, BootstrapToken: cfg.adminToken},
 		Settings: map[string]any{"admin_listen": []string{cfg.admin}, "proxy_listen": []string{cfg.proxy},
 			"status_listen": []string{cfg.status}, "cluster_listen": cfg.cluster, "prefix": cfg.dataDir},
 	})
@@ -203,6 +246,12 @@ func run(ctx context.Context, cfg runConfig) error {
 	adminSrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
 	statusSrv := &http.Server{Handler: api.StatusAPI(node.Ready), ReadHeaderTimeout: 10 * time.Second}
+
+	bctx, bcancel := context.WithCancel(ctx)
+	defer bcancel()
+	if auth {
+		go bootstrapAdmin(bctx, api, node, cfg.adminToken)
+	}
 
 	errc := make(chan error, 3)
 	go func() { errc <- px.Serve(proxyLn) }()
@@ -234,6 +283,38 @@ func run(ctx context.Context, cfg runConfig) error {
 		slog.Warn("raft shutdown", "err", err)
 	}
 	return runErr
+}
+
+// bootstrapAdmin makes sure a first super-admin exists once this node
+// leads. A token the operator did not choose is printed exactly once.
+func bootstrapAdmin(ctx context.Context, api *admin.Server, node *cluster.Node, token string) {
+	generated := token == ""
+	if generated {
+		token = admin.NewToken()
+	}
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if node.IsLeader() {
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			created, err := api.BootstrapAdmin(actx, token)
+			cancel()
+			if err == nil {
+				if created && generated {
+					fmt.Fprintf(os.Stderr, "\nbootstrap super-admin token (shown once; send it as Kong-Admin-Token): %s\n\n", token)
+				}
+				return
+			}
+			slog.Debug("bootstrap admin", "err", err)
+		} else if api.HasAdmins() {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func registerWait(cfg runConfig) time.Duration {

@@ -284,7 +284,8 @@ func (n *Node) waitReady(timeout time.Duration) error {
 		resp, err := client.Get(n.AdminURL + "/")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// 401: the Admin API is up and requires a token.
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
 				return nil
 			}
 			last = resp.Status

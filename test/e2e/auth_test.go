@@ -1,0 +1,138 @@
+package e2e
+
+import (
+	"encoding/json"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/test/harness"
+)
+
+// authed sends a JSON request with an admin token in the given header.
+func authed(t *testing.T, method, url, header, token string, body any) *harness.Response {
+	t.Helper()
+	var b []byte
+	if body != nil {
+		b, _ = json.Marshal(body)
+	}
+	h := http.Header{}
+	if token != "" {
+		if header == "Authorization" {
+			h.Set(header, "Bearer "+token)
+		} else {
+			h.Set(header, token)
+		}
+	}
+	return harness.Do(t, harness.Request{Method: method, URL: url, Header: h, Body: b, ContentType: "application/json"})
+}
+
+func TestAdminAuthentication(t *testing.T) {
+	const root = "root-token-for-tests"
+	n := harness.Start(t, harness.Options{NodeID: "auth", Args: []string{"--admin-auth", "on"},
+		Env: []string{"GATEHOUSE_ADMIN_TOKEN=" + root}})
+	as := func(token string) func(method, path string, body any) *harness.Response {
+		return func(method, path string, body any) *harness.Response {
+			return authed(t, method, n.Admin(path), "Kong-Admin-Token", token, body)
+		}
+	}
+	rootDo := as(root)
+
+	// No token, a wrong token: 401, and nothing reaches the log.
+	r := notAppended(t, n, root, func() *harness.Response { return as("")("POST", "/services", map[string]any{"host": "x.test"}) })
+	harness.CheckMessage(t, r, 401, "Unauthorized: an admin token is required (Kong-Admin-Token or Authorization: Bearer)")
+	r = notAppended(t, n, root, func() *harness.Response { return as("wrong")("POST", "/services", map[string]any{"host": "x.test"}) })
+	harness.CheckMessage(t, r, 401, "Invalid credentials. Token or User credentials required")
+
+	// The bootstrap token works in both header styles.
+	harness.ExpectStatus(t, authed(t, "GET", n.Admin("/"), "Authorization", root, nil), 200)
+	harness.ExpectStatus(t, rootDo("GET", "/", nil), 200)
+
+	// The first super-admin is created once the node leads; token hashes
+	// are never shown.
+	harness.Eventually(t, 10*time.Second, 100*time.Millisecond, "bootstrap admin", func() (bool, string) {
+		r := rootDo("GET", "/rbac/admins/admin", nil)
+		return r.Status == 200, r.String()
+	})
+	list := rootDo("GET", "/rbac/admins", nil)
+	if strings.Contains(list.Text(), "token_hash") || strings.Contains(list.Text(), `"token"`) {
+		t.Fatalf("admin listing exposes token material: %s", list.Text())
+	}
+
+	// A read-only admin reads but cannot write; the 403 names the
+	// missing permission.
+	ro := rootDo("POST", "/rbac/admins", map[string]any{"username": "viewer", "roles": []any{"read-only"}})
+	harness.ExpectStatus(t, ro, 201)
+	viewerToken := harness.Str(ro.JSON(t), "token")
+	if len(viewerToken) < 20 {
+		t.Fatalf("no token in the creation response: %s", ro.Text())
+	}
+	viewer := as(viewerToken)
+	harness.ExpectStatus(t, viewer("GET", "/services", nil), 200)
+	r = notAppended(t, n, root, func() *harness.Response { return viewer("POST", "/services", map[string]any{"host": "x.test"}) })
+	harness.CheckMessage(t, r, 403, "Forbidden: missing permission 'services:create'")
+	harness.ExpectStatus(t, viewer("GET", "/rbac/admins", nil), 403)
+
+	// An operator changes configuration but not credentials.
+	op := rootDo("POST", "/rbac/admins", map[string]any{"username": "ops", "roles": []any{"operator"}})
+	harness.ExpectStatus(t, op, 201)
+	opToken := harness.Str(op.JSON(t), "token")
+	harness.ExpectStatus(t, as(opToken)("POST", "/consumers", map[string]any{"username": "c1"}), 201)
+	harness.CheckMessage(t, as(opToken)("POST", "/consumers/c1/key-auth", map[string]any{"key": "k"}), 403,
+		"Forbidden: missing permission 'credentials:create'")
+
+	// Rotating a token retires the old one at once.
+	rot := rootDo("POST", "/rbac/admins/ops/token", nil)
+	harness.ExpectStatus(t, rot, 200)
+	newToken := harness.Str(rot.JSON(t), "token")
+	harness.ExpectStatus(t, as(opToken)("GET", "/services", nil), 401)
+	harness.ExpectStatus(t, as(newToken)("GET", "/services", nil), 200)
+}
+
+// An admin API reachable from the network must not run unauthenticated
+// by accident.
+func TestOpenAdminRefusedWithoutAcknowledgement(t *testing.T) {
+	ports, err := harness.FreePorts(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[i]) }
+	cmd := exec.Command(harness.Binary(t), "run", "--data-dir", t.TempDir(), "--node-id", "open",
+		"--admin-listen", "0.0.0.0:"+strconv.Itoa(ports[0]), "--admin-auth", "off",
+		"--proxy-listen", addr(1), "--status-listen", addr(2), "--cluster-listen", addr(3))
+	done := make(chan struct{})
+	var out []byte
+	go func() { out, _ = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatal("gatehouse started with an open admin API")
+	}
+	if cmd.ProcessState.Success() || !strings.Contains(string(out), "refusing to start") {
+		t.Fatalf("want a refusal, got exit %v: %s", cmd.ProcessState, out)
+	}
+}
+
+// notAppended is harness.NotAppended for a node that requires a token: the
+// config index is read with the root token before and after do.
+func notAppended(t *testing.T, n *harness.Node, root string, do func() *harness.Response) *harness.Response {
+	t.Helper()
+	index := func() string {
+		r := authed(t, "GET", n.Admin("/"), "Kong-Admin-Token", root, nil)
+		return r.Header.Get("X-Gatehouse-Config-Index")
+	}
+	before := index()
+	r := do()
+	if r.Status < 400 {
+		t.Errorf("expected a failing request, got: %s", r)
+	}
+	if after := index(); after != before || before == "" {
+		t.Errorf("config index moved from %q to %q after a rejected request: %s", before, after, r)
+	}
+	return r
+}
