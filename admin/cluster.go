@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -275,7 +276,11 @@ func (s *Server) clusterMember(fn func(context.Context, fsm.Member) error) http.
 		ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
 		defer cancel()
 		if err := fn(ctx, m); err != nil {
-			message(w, 503, err.Error())
+			status := 503
+			if errors.Is(err, cluster.ErrUntrustedPeer) {
+				status = 403
+			}
+			message(w, status, err.Error())
 			return
 		}
 		message(w, 200, "ok")

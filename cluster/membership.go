@@ -169,6 +169,11 @@ func (n *Node) Join(ctx context.Context, m fsm.Member) error {
 		}
 	}
 	if !present {
+		if n.stream != nil {
+			if err := n.stream.probe(m.Cluster); err != nil {
+				return fmt.Errorf("refusing to add %s: %w", m.ID, err)
+			}
+		}
 		if err := n.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.Cluster), 0, 0).Error(); err != nil {
 			return fmt.Errorf("add voter %s: %w", m.ID, err)
 		}

@@ -47,6 +47,8 @@ type Config struct {
 	// Token authenticates this node's calls to the others' admin APIs
 	// when admin authentication is on.
 	Token string
+	// TLS enables mutual TLS on the Raft transport.
+	TLS TLSFiles
 }
 
 // Node is one Raft member.
@@ -58,6 +60,8 @@ type Node struct {
 	machine *fsm.Machine
 	// startIndex is the last log index on disk when the node opened.
 	startIndex uint64
+	// stream is the mutual-TLS transport layer, nil without cluster TLS.
+	stream *tlsStream
 
 	mu       sync.Mutex
 	existing bool                  // had Raft state, or has joined/bootstrapped since
@@ -91,10 +95,25 @@ func Open(cfg Config, m *fsm.Machine) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("resolve cluster address %q: %w", cfg.BindAddr, err)
 	}
-	trans, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, addr, 3, 10*time.Second, hlog("raft-net"))
-	if err != nil {
-		store.Close()
-		return nil, fmt.Errorf("listen on cluster address %s: %w", cfg.BindAddr, err)
+	var trans *raft.NetworkTransport
+	var stream *tlsStream
+	if cfg.TLS.enabled() {
+		server, client, err := cfg.TLS.tlsConfigs()
+		if err != nil {
+			store.Close()
+			return nil, err
+		}
+		if stream, err = newTLSStream(cfg.BindAddr, addr, server, client); err != nil {
+			store.Close()
+			return nil, err
+		}
+		trans = raft.NewNetworkTransportWithLogger(stream, 3, 10*time.Second, hlog("raft-net"))
+	} else {
+		trans, err = raft.NewTCPTransportWithLogger(cfg.BindAddr, addr, 3, 10*time.Second, hlog("raft-net"))
+		if err != nil {
+			store.Close()
+			return nil, fmt.Errorf("listen on cluster address %s: %w", cfg.BindAddr, err)
+		}
 	}
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
@@ -148,7 +167,7 @@ func Open(cfg Config, m *fsm.Machine) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("read last log index: %w", err)
 	}
-	n := &Node{cfg: cfg, raft: r, store: store, trans: trans, machine: m, startIndex: last,
+	n := &Node{cfg: cfg, raft: r, store: store, trans: trans, stream: stream, machine: m, startIndex: last,
 		existing: existing, notified: map[string]fsm.Member{}, done: make(chan struct{})}
 	n.wg.Add(1)
 	go n.maintain()

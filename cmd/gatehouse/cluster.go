@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/gatehouse-gw/gatehouse/cluster"
 )
 
 func adminFlag() *cli.StringFlag {
@@ -45,8 +47,29 @@ func clusterCommand() *cli.Command {
 					&cli.IntFlag{Name: "nodes", Value: 3, Usage: "number of nodes"},
 					&cli.StringFlag{Name: "data-dir", Value: "./cluster-data", Usage: "parent of the nodes' data dirs"},
 					&cli.IntFlag{Name: "base-port", Value: 8000, Usage: "node i uses base+10(i-1) (+0 proxy, +1 admin, +5 cluster, +100 status)"},
+					&cli.BoolFlag{Name: "tls", Value: true, Usage: "mutual TLS between nodes, with a throwaway CA made here"},
 				},
 				Action: clusterUp,
+			},
+			{
+				Name:      "certs",
+				Usage:     "make a CA and one certificate per node for mutual TLS between nodes",
+				ArgsUsage: "NODE_ID...",
+				Flags:     []cli.Flag{&cli.StringFlag{Name: "dir", Value: "./cluster-tls", Usage: "output directory"}},
+				Action: func(c *cli.Context) error {
+					if c.NArg() == 0 {
+						return errors.New("usage: gatehouse cluster certs --dir DIR NODE_ID...")
+					}
+					files, err := cluster.DevCerts(c.String("dir"), c.Args().Slice())
+					if err != nil {
+						return err
+					}
+					for _, id := range c.Args().Slice() {
+						f := files[id]
+						fmt.Printf("%s: --cluster-tls-cert %s --cluster-tls-key %s --cluster-ca %s\n", id, f.Cert, f.Key, f.CA)
+					}
+					return nil
+				},
 			},
 			{
 				Name:   "status",
@@ -194,6 +217,16 @@ func clusterUp(c *cli.Context) error {
 	for i := 0; i < n; i++ {
 		admins = append(admins, "127.0.0.1:"+strconv.Itoa(base+10*i+1))
 	}
+	var ids []string
+	for i := 0; i < n; i++ {
+		ids = append(ids, "node"+strconv.Itoa(i+1))
+	}
+	var certs map[string]cluster.TLSFiles
+	if c.Bool("tls") {
+		if certs, err = cluster.DevCerts(filepath.Join(dir, "tls"), ids); err != nil {
+			return fmt.Errorf("make cluster certificates: %w", err)
+		}
+	}
 	var procs []*exec.Cmd
 	stopAll := func() {
 		for _, p := range procs {
@@ -229,6 +262,9 @@ func clusterUp(c *cli.Context) error {
 		if n > 1 {
 			args = append(args, "--join", strings.Join(admins, ","), "--bootstrap-expect", strconv.Itoa(n))
 		}
+		if f, ok := certs[id]; ok {
+			args = append(args, "--cluster-tls-cert", f.Cert, "--cluster-tls-key", f.Key, "--cluster-ca", f.CA)
+		}
 		cmd := exec.Command(self, args...)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
@@ -237,7 +273,11 @@ func clusterUp(c *cli.Context) error {
 		}
 		procs = append(procs, cmd)
 	}
-	fmt.Printf("started %d nodes; logs in %s/node*.log\n", n, dir)
+	tlsNote := "plain TCP between nodes"
+	if certs != nil {
+		tlsNote = "mutual TLS between nodes (CA in " + filepath.Join(dir, "tls") + ")"
+	}
+	fmt.Printf("started %d nodes, %s; logs in %s/node*.log\n", n, tlsNote, dir)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)

@@ -69,6 +69,9 @@ func runCommand() *cli.Command {
 			flag("admin-auth", "auto", "admin API authentication: on, off, or auto (on unless the admin listener is loopback)"),
 			&cli.BoolFlag{Name: "i-know-admin-is-open", EnvVars: []string{"GATEHOUSE_I_KNOW_ADMIN_IS_OPEN"},
 				Usage: "allow --admin-auth=off on a non-loopback admin listener"},
+			flag("cluster-tls-cert", "", "PEM certificate for mutual TLS between nodes (Raft)"),
+			flag("cluster-tls-key", "", "PEM key for --cluster-tls-cert"),
+			flag("cluster-ca", "", "PEM CA that signs every node's cluster certificate"),
 			&cli.StringFlag{Name: "admin-token", EnvVars: []string{"GATEHOUSE_ADMIN_TOKEN"},
 				Usage: "bootstrap super-admin token (the same on every node of a cluster); generated and printed once if unset"},
 		},
@@ -80,6 +83,8 @@ func runCommand() *cli.Command {
 				snapshotThreshold: c.Uint64("raft-snapshot-threshold"),
 				adminAuth:         c.String("admin-auth"), iKnowOpen: c.Bool("i-know-admin-is-open"),
 				adminToken: c.String("admin-token"),
+				tls: cluster.TLSFiles{Cert: c.String("cluster-tls-cert"), Key: c.String("cluster-tls-key"),
+					CA: c.String("cluster-ca")},
 			})
 		},
 	}
@@ -92,6 +97,7 @@ type runConfig struct {
 	snapshotThreshold                              uint64
 	adminAuth, adminToken                          string
 	iKnowOpen                                      bool
+	tls                                            cluster.TLSFiles
 }
 
 // authEnabled applies the admin-auth rules: auto means on unless the admin
@@ -208,6 +214,7 @@ func run(ctx context.Context, cfg runConfig) error {
 	node, err := cluster.Open(cluster.Config{
 		NodeID: cfg.nodeID, DataDir: cfg.dataDir, BindAddr: cfg.cluster,
 		Join: cfg.join, BootstrapExpect: cfg.expect, SnapshotThreshold: cfg.snapshotThreshold, Token: cfg.adminToken,
+		TLS: cfg.tls,
 		Self: fsm.Member{Admin: advertise(adminLn.Addr().String(), cfg.cluster),
 			Proxy: advertise(proxyLn.Addr().String(), cfg.cluster), Status: advertise(statusLn.Addr().String(), cfg.cluster)},
 	}, machine)
