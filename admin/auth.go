@@ -63,7 +63,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*http.Req
 			message(w, 401, "Invalid credentials. Token or User credentials required")
 			return r, false
 		}
-		if perm := permission(r.Method, r.URL.Path); !allowed(p.roles, perm) {
+		if perm := permission(r.Method, r.URL.Path); !allowed(s.cfg.Store.State(), p.roles, perm) {
 			message(w, 403, "Forbidden: missing permission '"+perm.String()+"'")
 			return r, false
 		}
@@ -75,12 +75,19 @@ func (s *Server) identify(tok string) *principal {
 	if bt := s.cfg.Auth.BootstrapToken; bt != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(bt)) == 1 {
 		return &principal{actor: "bootstrap", roles: []string{"super-admin"}}
 	}
-	e := s.cfg.Store.State().FindUnique(fsm.Admins, "token_hash", HashToken(tok))
+	st := s.cfg.Store.State()
+	e := st.FindUnique(fsm.Admins, "token_hash", HashToken(tok))
 	if e == nil {
 		return nil
 	}
 	a := e.View.(*fsm.Admin)
-	return &principal{actor: a.Username, roles: a.Roles}
+	roles := append([]string(nil), a.Roles...)
+	for _, name := range a.Teams {
+		if te := st.FindUnique(fsm.Teams, "name", name); te != nil {
+			roles = append(roles, te.View.(*fsm.Team).Roles...)
+		}
+	}
+	return &principal{actor: a.Username, roles: roles}
 }
 
 func actorOf(r *http.Request) string {
@@ -125,37 +132,47 @@ func permission(method, path string) perm {
 	return perm{entity, op}
 }
 
-// allowed applies the predefined roles:
+// allowed applies the roles an admin holds directly or through its teams.
+// Predefined roles:
 //   - super-admin: everything;
 //   - admin: everything but RBAC;
 //   - operator: configuration, but neither credentials, RBAC nor cluster
 //     membership changes;
 //   - read-only: reads of everything but RBAC;
 //   - auditor: the audit API and status reads.
-func allowed(roles []string, p perm) bool {
+//
+// Any other name is a custom role from /rbac/roles; a matching deny in any
+// custom role wins over every allow. Unknown names grant nothing.
+func allowed(st *fsm.State, roles []string, p perm) bool {
+	ok := false
 	for _, role := range roles {
 		switch role {
 		case "super-admin":
-			return true
+			ok = true
 		case "admin":
-			if p.entity != "rbac" {
-				return true
-			}
+			ok = ok || p.entity != "rbac"
 		case "operator":
-			if p.entity != "rbac" && p.entity != "credentials" && (p.entity != "cluster" || p.op == "read") {
-				return true
-			}
+			ok = ok || p.entity != "rbac" && p.entity != "credentials" && (p.entity != "cluster" || p.op == "read")
 		case "read-only":
-			if p.op == "read" && p.entity != "rbac" {
-				return true
-			}
+			ok = ok || p.op == "read" && p.entity != "rbac"
 		case "auditor":
-			if p.op == "read" && (p.entity == "audit" || p.entity == "config") {
-				return true
+			ok = ok || p.op == "read" && (p.entity == "audit" || p.entity == "config")
+		default:
+			e := st.FindUnique(fsm.RBACRoles, "name", role)
+			if e == nil {
+				continue
+			}
+			for _, rule := range e.View.(*fsm.Role).Permissions {
+				if (rule.Entity == "*" || rule.Entity == p.entity) && (rule.Op == "*" || rule.Op == p.op) {
+					if rule.Deny {
+						return false
+					}
+					ok = true
+				}
 			}
 		}
 	}
-	return false
+	return ok
 }
 
 // BootstrapAdmin creates the first super-admin, named "admin", with the

@@ -54,6 +54,8 @@ func (s *Server) entityRoutes() {
 	for _, t := range top {
 		s.register(r, &collection{kind: t.kind, path: t.path})
 	}
+	s.register(r, &collection{kind: fsm.Teams, path: "/rbac/teams"})
+	s.register(r, &collection{kind: fsm.RBACRoles, path: "/rbac/roles"})
 	admins := &collection{kind: fsm.Admins, path: "/rbac/admins"}
 	r.HandleFunc("/rbac/admins/{key}/token", func(w http.ResponseWriter, req *http.Request) {
 		s.rotateToken(w, req, admins)

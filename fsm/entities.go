@@ -17,12 +17,14 @@ const (
 	Targets      = "targets"
 	KeyAuths     = "keyauth_credentials"
 	Admins       = "admins"
+	Teams        = "teams"
+	RBACRoles    = "rbac_roles"
 	maxTimeoutMs = 2147483646
 )
 
 // Kinds lists every entity kind in dependency order: a kind only references
 // kinds before it. Snapshots and declarative exports use this order.
-var Kinds = []string{Services, Routes, Consumers, Upstreams, Targets, KeyAuths, Plugins, Admins}
+var Kinds = []string{Services, Routes, Consumers, Upstreams, Targets, KeyAuths, Plugins, RBACRoles, Teams, Admins}
 
 var (
 	nameRe   = regexp.MustCompile(`^[\w.\-~\x{80}-\x{10FFFF}]+$`)
@@ -344,8 +346,30 @@ var adminSchema = &schema.Schema{Name: Admins, Fields: []*schema.Field{
 	{Name: "username", Type: schema.String, Required: true, Unique: true, Match: nameRe,
 		MatchEr: "invalid value: must only contain alphanumeric and '., -, _, ~' characters"},
 	{Name: "token_hash", Type: schema.String, Required: true, Unique: true},
-	{Name: "roles", Type: schema.Set, Default: []any{"read-only"}, Required: true,
-		Elements: &schema.Field{Type: schema.String, OneOf: Roles}},
+	{Name: "roles", Type: schema.Set, Default: []any{}, Required: true, Elements: &schema.Field{Type: schema.String}},
+	{Name: "teams", Type: schema.Set, Default: []any{}, Required: true, Elements: &schema.Field{Type: schema.String}},
+	tagsField(),
+}}
+
+// teamSchema groups admins; a team holds roles its members inherit.
+var teamSchema = &schema.Schema{Name: Teams, Fields: []*schema.Field{
+	idField(), tsField("created_at"), tsField("updated_at"),
+	nameField(true),
+	{Name: "roles", Type: schema.Set, Default: []any{}, Required: true, Elements: &schema.Field{Type: schema.String}},
+	tagsField(),
+}}
+
+// roleSchema is a custom role: allow/deny rules on an entity type and an
+// operation; a matching deny wins over any allow.
+var roleSchema = &schema.Schema{Name: RBACRoles, Fields: []*schema.Field{
+	idField(), tsField("created_at"), tsField("updated_at"),
+	nameField(true),
+	{Name: "permissions", Type: schema.Array, Default: []any{}, Required: true, Elements: &schema.Field{
+		Type: schema.Record, Fields: []*schema.Field{
+			{Name: "effect", Type: schema.String, Default: "allow", OneOf: []string{"allow", "deny"}},
+			{Name: "entity", Type: schema.String, Required: true},
+			{Name: "op", Type: schema.String, Default: "*", OneOf: []string{"read", "create", "update", "delete", "*"}},
+		}}},
 	tagsField(),
 }}
 
@@ -353,12 +377,14 @@ var adminSchema = &schema.Schema{Name: Admins, Fields: []*schema.Field{
 var Schemas = map[string]*schema.Schema{
 	Services: serviceSchema, Routes: routeSchema, Consumers: consumerSchema, Plugins: pluginSchema,
 	Upstreams: upstreamSchema, Targets: targetSchema, KeyAuths: keyAuthSchema, Admins: adminSchema,
+	Teams: teamSchema, RBACRoles: roleSchema,
 }
 
 // endpointKeys is the field a non-UUID URL key is looked up by.
 var endpointKeys = map[string]string{
 	Services: "name", Routes: "name", Consumers: "username", Plugins: "instance_name",
 	Upstreams: "name", Targets: "target", KeyAuths: "key", Admins: "username",
+	Teams: "name", RBACRoles: "name",
 }
 
 // EndpointKey returns the field a non-UUID URL key of kind is matched against.
@@ -368,6 +394,7 @@ func EndpointKey(kind string) string { return endpointKeys[kind] }
 var uniqueFields = map[string][]string{
 	Services: {"name"}, Routes: {"name"}, Consumers: {"username", "custom_id"}, Plugins: {"instance_name"},
 	Upstreams: {"name"}, KeyAuths: {"key"}, Admins: {"username", "token_hash"},
+	Teams: {"name"}, RBACRoles: {"name"},
 }
 
 // foreignFields lists each kind's references, and what happens to the

@@ -149,7 +149,18 @@ func buildView(kind string, d map[string]any, compiled any) any {
 		return &Target{ID: str(d, "id"), UpstreamID: ref(d, "upstream"), Host: host, Port: port,
 			Weight: int(num(d, "weight"))}
 	case Admins:
-		return &Admin{ID: str(d, "id"), Username: str(d, "username"), Roles: strs(d, "roles")}
+		return &Admin{ID: str(d, "id"), Username: str(d, "username"), Roles: strs(d, "roles"), Teams: strs(d, "teams")}
+	case Teams:
+		return &Team{ID: str(d, "id"), Name: str(d, "name"), Roles: strs(d, "roles")}
+	case RBACRoles:
+		r := &Role{ID: str(d, "id"), Name: str(d, "name")}
+		l, _ := d["permissions"].([]any)
+		for _, p := range l {
+			m, _ := p.(map[string]any)
+			r.Permissions = append(r.Permissions, Permission{Deny: str(m, "effect") == "deny",
+				Entity: str(m, "entity"), Op: str(m, "op")})
+		}
+		return r
 	case KeyAuths:
 		ka := &KeyAuth{ID: str(d, "id"), ConsumerID: ref(d, "consumer"), Key: str(d, "key")}
 		if ttl := num(d, "ttl"); ttl > 0 {
@@ -163,7 +174,25 @@ func buildView(kind string, d map[string]any, compiled any) any {
 // Admin is an Admin API user.
 type Admin struct {
 	ID, Username string
-	Roles        []string
+	Roles, Teams []string
+}
+
+// Team is a group of admins sharing roles.
+type Team struct {
+	ID, Name string
+	Roles    []string
+}
+
+// Permission is one rule of a custom role.
+type Permission struct {
+	Deny       bool
+	Entity, Op string // "*" matches any
+}
+
+// Role is a custom role.
+type Role struct {
+	ID, Name    string
+	Permissions []Permission
 }
 
 // Expired reports whether the credential's TTL has run out at unix time now.

@@ -84,6 +84,26 @@ func TestAdminAuthentication(t *testing.T) {
 	harness.CheckMessage(t, as(opToken)("POST", "/consumers/c1/key-auth", map[string]any{"key": "k"}), 403,
 		"Forbidden: missing permission 'credentials:create'")
 
+	// Custom roles and teams: an admin gets the roles of its teams; a
+	// deny rule wins over every allow.
+	harness.ExpectStatus(t, rootDo("POST", "/rbac/roles", map[string]any{"name": "svc-writer", "permissions": []any{
+		map[string]any{"entity": "services", "op": "*"},
+		map[string]any{"effect": "deny", "entity": "services", "op": "delete"},
+	}}), 201)
+	harness.ExpectStatus(t, rootDo("POST", "/rbac/teams", map[string]any{"name": "platform",
+		"roles": []any{"svc-writer", "read-only"}}), 201)
+	dev := rootDo("POST", "/rbac/admins", map[string]any{"username": "dev", "teams": []any{"platform"}})
+	harness.ExpectStatus(t, dev, 201)
+	devDo := as(harness.Str(dev.JSON(t), "token"))
+	harness.ExpectStatus(t, devDo("POST", "/services", map[string]any{"name": "team-svc", "host": "t.test"}), 201)
+	harness.ExpectStatus(t, devDo("GET", "/consumers", nil), 200)
+	harness.CheckMessage(t, devDo("DELETE", "/services/team-svc", nil), 403, "Forbidden: missing permission 'services:delete'")
+	harness.CheckMessage(t, devDo("POST", "/consumers", map[string]any{"username": "c2"}), 403,
+		"Forbidden: missing permission 'consumers:create'")
+	// Leaving the team takes its roles away.
+	harness.ExpectStatus(t, rootDo("PATCH", "/rbac/admins/dev", map[string]any{"teams": []any{}}), 200)
+	harness.ExpectStatus(t, devDo("GET", "/consumers", nil), 403)
+
 	// Rotating a token retires the old one at once.
 	rot := rootDo("POST", "/rbac/admins/ops/token", nil)
 	harness.ExpectStatus(t, rot, 200)
