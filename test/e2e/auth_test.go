@@ -104,6 +104,19 @@ func TestAdminAuthentication(t *testing.T) {
 	harness.ExpectStatus(t, rootDo("PATCH", "/rbac/admins/dev", map[string]any{"teams": []any{}}), 200)
 	harness.ExpectStatus(t, devDo("GET", "/consumers", nil), 403)
 
+	// The CLI drives the same endpoints.
+	cli := exec.Command(harness.Binary(t), "admin", "create", "--role", "read-only", "--admin", n.AdminURL, "cli-made")
+	cli.Env = append(cli.Environ(), "GATEHOUSE_TOKEN="+root)
+	out, err := cli.Output()
+	if err != nil {
+		t.Fatalf("gatehouse admin create: %v", err)
+	}
+	var made map[string]any
+	if json.Unmarshal(out, &made) != nil || made["token"] == nil {
+		t.Fatalf("gatehouse admin create printed no token: %s", out)
+	}
+	harness.ExpectStatus(t, as(made["token"].(string))("GET", "/services", nil), 200)
+
 	// Rotating a token retires the old one at once.
 	rot := rootDo("POST", "/rbac/admins/ops/token", nil)
 	harness.ExpectStatus(t, rot, 200)
