@@ -45,8 +45,13 @@ type Proxy struct {
 	server *fasthttp.Server
 }
 
-// New returns a proxy reading configuration from rt.
-func New(rt *Runtime) *Proxy {
+// New returns a proxy reading configuration from rt. readTimeout bounds
+// how long a client may take to send a whole request (slow clients are
+// answered 408 and disconnected); 0 means 60 s, nginx's default.
+func New(rt *Runtime, readTimeout time.Duration) *Proxy {
+	if readTimeout <= 0 {
+		readTimeout = 60 * time.Second
+	}
 	var b [8]byte
 	rand.Read(b[:])
 	p := &Proxy{rt: rt, idPre: hex.EncodeToString(b[:]), clients: map[clientKey]*fasthttp.HostClient{}}
@@ -56,7 +61,7 @@ func New(rt *Runtime) *Proxy {
 		Name:                  serverToken,
 		NoDefaultServerHeader: true,
 		NoDefaultContentType:  true,
-		ReadTimeout:           60 * time.Second,
+		ReadTimeout:           readTimeout,
 		IdleTimeout:           60 * time.Second,
 		MaxRequestBodySize:    maxBodyBytes,
 		ReadBufferSize:        maxHeaderBytes,

@@ -69,6 +69,8 @@ func runCommand() *cli.Command {
 			flag("admin-auth", "auto", "admin API authentication: on, off, or auto (on unless the admin listener is loopback)"),
 			&cli.BoolFlag{Name: "i-know-admin-is-open", EnvVars: []string{"GATEHOUSE_I_KNOW_ADMIN_IS_OPEN"},
 				Usage: "allow --admin-auth=off on a non-loopback admin listener"},
+			&cli.DurationFlag{Name: "proxy-read-timeout", Value: 60 * time.Second, EnvVars: []string{"GATEHOUSE_PROXY_READ_TIMEOUT"},
+				Usage: "time a client may take to send a whole request to the proxy"},
 			flag("cluster-tls-cert", "", "PEM certificate for mutual TLS between nodes (Raft)"),
 			flag("cluster-tls-key", "", "PEM key for --cluster-tls-cert"),
 			flag("cluster-ca", "", "PEM CA that signs every node's cluster certificate"),
@@ -82,7 +84,8 @@ func runCommand() *cli.Command {
 				join: splitList(c.String("join")), expect: c.Int("bootstrap-expect"),
 				snapshotThreshold: c.Uint64("raft-snapshot-threshold"),
 				adminAuth:         c.String("admin-auth"), iKnowOpen: c.Bool("i-know-admin-is-open"),
-				adminToken: c.String("admin-token"),
+				adminToken:       c.String("admin-token"),
+				proxyReadTimeout: c.Duration("proxy-read-timeout"),
 				tls: cluster.TLSFiles{Cert: c.String("cluster-tls-cert"), Key: c.String("cluster-tls-key"),
 					CA: c.String("cluster-ca")},
 			})
@@ -98,6 +101,7 @@ type runConfig struct {
 	adminAuth, adminToken                          string
 	iKnowOpen                                      bool
 	tls                                            cluster.TLSFiles
+	proxyReadTimeout                               time.Duration
 }
 
 // authEnabled applies the admin-auth rules: auto means on unless the admin
@@ -240,7 +244,7 @@ func run(ctx context.Context, cfg runConfig) error {
 		slog.Info("serving before this node's addresses were registered", "err", err)
 	}
 	rcancel()
-	px := proxy.New(rt)
+	px := proxy.New(rt, cfg.proxyReadTimeout)
 	api := admin.New(admin.Config{
 		NodeID: cfg.nodeID, NodeUUID: nodeUUID, Store: machine, Appender: node, Plugins: registry,
 		Cache: cache, ServerInfo: px.Stats, Cluster: node,
@@ -257,7 +261,15 @@ func run(ctx context.Context, cfg runConfig) error {
 	bctx, bcancel := context.WithCancel(ctx)
 	defer bcancel()
 	if auth {
-		go bootstrapAdmin(bctx, api, node, cfg.adminToken)
+		// As with registration: serve once the first admin exists, so its
+		// event does not land among a client's first writes (bounded; a
+		// follower may have to wait for a leader elsewhere).
+		bdone := make(chan struct{})
+		go func() { bootstrapAdmin(bctx, api, node, cfg.adminToken); close(bdone) }()
+		select {
+		case <-bdone:
+		case <-time.After(registerWait(cfg)):
+		}
 	}
 
 	errc := make(chan error, 3)

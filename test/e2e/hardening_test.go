@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"io"
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/test/echo"
 	"github.com/gatehouse-gw/gatehouse/test/harness"
@@ -75,4 +78,28 @@ func TestAdminRejectsOversizedInput(t *testing.T) {
 		return harness.Raw(t, "POST", n.AdminURL+"/consumers", "application/json", []byte(deep))
 	})
 	harness.CheckMessage(t, r, 400, "Cannot parse JSON body")
+}
+
+// TestSlowClientIsCutOff holds a connection open with a request that never
+// finishes: the proxy answers 408 and closes once its read timeout passes,
+// instead of waiting forever.
+func TestSlowClientIsCutOff(t *testing.T) {
+	n := harness.Start(t, harness.Options{NodeID: "slow-client", Args: []string{"--proxy-read-timeout", "1s"}})
+	conn, err := net.DialTimeout("tcp", n.ProxyAddr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("GET /anything HTTP/1.1\r\nHost: a.test\r\nX-Slow: ")); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b, _ := io.ReadAll(conn)
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Fatalf("connection held for %v", waited)
+	}
+	if !strings.HasPrefix(string(b), "HTTP/1.1 408") {
+		t.Fatalf("want a 408 before the close, got %q", b)
+	}
 }
