@@ -28,6 +28,10 @@ type Auth struct {
 type principal struct {
 	actor string
 	roles []string
+	// scoped is set when the request's permission depends on tags: the
+	// handler must then check the entities it touches (entityAllowed).
+	scoped bool
+	perm   perm
 }
 
 type principalKey struct{}
@@ -63,10 +67,13 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*http.Req
 			message(w, 401, "Invalid credentials. Token or User credentials required")
 			return r, false
 		}
-		if perm := permission(r.Method, r.URL.Path); !allowed(s.cfg.Store.State(), p.roles, perm) {
-			message(w, 403, "Forbidden: missing permission '"+perm.String()+"'")
+		p.perm = permission(r.Method, r.URL.Path)
+		ok, scoped := decide(s.cfg.Store.State(), p.roles, p.perm, nil)
+		if !ok {
+			message(w, 403, "Forbidden: missing permission '"+p.perm.String()+"'")
 			return r, false
 		}
+		p.scoped = scoped
 	}
 	return r.WithContext(context.WithValue(r.Context(), principalKey{}, p)), true
 }
@@ -132,7 +139,7 @@ func permission(method, path string) perm {
 	return perm{entity, op}
 }
 
-// allowed applies the roles an admin holds directly or through its teams.
+// decide applies the roles an admin holds directly or through its teams.
 // Predefined roles:
 //   - super-admin: everything;
 //   - admin: everything but RBAC;
@@ -142,9 +149,12 @@ func permission(method, path string) perm {
 //   - auditor: the audit API and status reads.
 //
 // Any other name is a custom role from /rbac/roles; a matching deny in any
-// custom role wins over every allow. Unknown names grant nothing.
-func allowed(st *fsm.State, roles []string, p perm) bool {
-	ok := false
+// custom role wins over every allow. Unknown names grant nothing. A rule
+// with tags covers only entities carrying one of them: with tags nil (not
+// known yet, before the handler has found the entity) such a rule counts
+// as a possible allow and scoped reports that the entity must be checked.
+func decide(st *fsm.State, roles []string, p perm, tags []string) (ok, scoped bool) {
+	known := tags != nil
 	for _, role := range roles {
 		switch role {
 		case "super-admin":
@@ -163,16 +173,62 @@ func allowed(st *fsm.State, roles []string, p perm) bool {
 				continue
 			}
 			for _, rule := range e.View.(*fsm.Role).Permissions {
-				if (rule.Entity == "*" || rule.Entity == p.entity) && (rule.Op == "*" || rule.Op == p.op) {
-					if rule.Deny {
-						return false
-					}
-					ok = true
+				if (rule.Entity != "*" && rule.Entity != p.entity) || (rule.Op != "*" && rule.Op != p.op) {
+					continue
 				}
+				if len(rule.Tags) > 0 && !known {
+					scoped = true
+					if !rule.Deny {
+						ok = true // possibly; the handler checks the entity
+					}
+					continue
+				}
+				if len(rule.Tags) > 0 && !intersects(rule.Tags, tags) {
+					continue
+				}
+				if rule.Deny {
+					return false, false
+				}
+				ok = true
 			}
 		}
 	}
-	return ok
+	return ok, scoped
+}
+
+func intersects(a, b []string) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if x == y {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// entityAllowed re-checks a tag-scoped request against an entity's tags.
+// Requests that did not depend on tags pass without work.
+func entityAllowed(st *fsm.State, r *http.Request, data map[string]any) bool {
+	p, ok := r.Context().Value(principalKey{}).(*principal)
+	if !ok || !p.scoped {
+		return true
+	}
+	tags := []string{}
+	if l, ok := data["tags"].([]any); ok {
+		for _, t := range l {
+			if s, ok := t.(string); ok {
+				tags = append(tags, s)
+			}
+		}
+	}
+	allowed, _ := decide(st, p.roles, p.perm, tags)
+	return allowed
+}
+
+func forbidden(w http.ResponseWriter, r *http.Request) {
+	p, _ := r.Context().Value(principalKey{}).(*principal)
+	message(w, 403, "Forbidden: missing permission '"+p.perm.String()+"' for this entity's tags")
 }
 
 // BootstrapAdmin creates the first super-admin, named "admin", with the

@@ -182,6 +182,10 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, c *collection) {
 		notFound(w)
 		return
 	}
+	if !entityAllowed(st, r, e.Data) {
+		forbidden(w, r)
+		return
+	}
 	writeJSON(w, 200, render(e))
 }
 
@@ -250,7 +254,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, c *collection) {
 		if e.ID <= after {
 			return true
 		}
-		if filter != nil && !filter(e) || !visible(e) {
+		if filter != nil && !filter(e) || !visible(e) || !entityAllowed(st, r, e.Data) {
 			return true
 		}
 		if len(data) == size {
@@ -407,9 +411,23 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, c *collection, op
 		notFound(w)
 		return
 	}
+	if existing != nil && !entityAllowed(st, r, existing.Data) {
+		forbidden(w, r)
+		return
+	}
 	var body map[string]any
 	if op != log.OpDelete {
 		if body, ok = s.readBody(w, r, c.kind, existing); !ok {
+			return
+		}
+		// A tag-scoped admin may only leave entities carrying its tags:
+		// the tags after the write must qualify too.
+		after := body
+		if _, has := body["tags"]; !has && existing != nil {
+			after = existing.Data
+		}
+		if !entityAllowed(st, r, after) {
+			forbidden(w, r)
 			return
 		}
 		// Kong generates a key for a credential created without one (but a
@@ -519,6 +537,10 @@ func (s *Server) foreignEndpoint(path, kind, field, target string) {
 		t := st.Get(target, id)
 		if t == nil {
 			notFound(w)
+			return
+		}
+		if !entityAllowed(st, r, t.Data) {
+			forbidden(w, r)
 			return
 		}
 		switch r.Method {

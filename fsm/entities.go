@@ -369,6 +369,8 @@ var roleSchema = &schema.Schema{Name: RBACRoles, Fields: []*schema.Field{
 			{Name: "effect", Type: schema.String, Default: "allow", OneOf: []string{"allow", "deny"}},
 			{Name: "entity", Type: schema.String, Required: true},
 			{Name: "op", Type: schema.String, Default: "*", OneOf: []string{"read", "create", "update", "delete", "*"}},
+			// tags narrows the rule to entities carrying one of them.
+			{Name: "tags", Type: schema.Set, Elements: &schema.Field{Type: schema.String}},
 		}}},
 	tagsField(),
 }}

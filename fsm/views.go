@@ -158,7 +158,7 @@ func buildView(kind string, d map[string]any, compiled any) any {
 		for _, p := range l {
 			m, _ := p.(map[string]any)
 			r.Permissions = append(r.Permissions, Permission{Deny: str(m, "effect") == "deny",
-				Entity: str(m, "entity"), Op: str(m, "op")})
+				Entity: str(m, "entity"), Op: str(m, "op"), Tags: strs(m, "tags")})
 		}
 		return r
 	case KeyAuths:
@@ -186,7 +186,8 @@ type Team struct {
 // Permission is one rule of a custom role.
 type Permission struct {
 	Deny       bool
-	Entity, Op string // "*" matches any
+	Entity, Op string   // "*" matches any
+	Tags       []string // when set, the rule covers only entities with one of these tags
 }
 
 // Role is a custom role.

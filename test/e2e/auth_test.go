@@ -104,6 +104,30 @@ func TestAdminAuthentication(t *testing.T) {
 	harness.ExpectStatus(t, rootDo("PATCH", "/rbac/admins/dev", map[string]any{"teams": []any{}}), 200)
 	harness.ExpectStatus(t, devDo("GET", "/consumers", nil), 403)
 
+	// A rule narrowed to tags covers only entities carrying one of them.
+	harness.ExpectStatus(t, rootDo("POST", "/rbac/roles", map[string]any{"name": "team-a-routes", "permissions": []any{
+		map[string]any{"entity": "services", "op": "*", "tags": []any{"team-a"}},
+	}}), 201)
+	ta := rootDo("POST", "/rbac/admins", map[string]any{"username": "team-a-dev", "roles": []any{"team-a-routes"}})
+	harness.ExpectStatus(t, ta, 201)
+	taDo := as(harness.Str(ta.JSON(t), "token"))
+	harness.ExpectStatus(t, taDo("POST", "/services", map[string]any{"name": "a-svc", "host": "a.test", "tags": []any{"team-a"}}), 201)
+	harness.ExpectStatus(t, rootDo("POST", "/services", map[string]any{"name": "b-svc", "host": "b.test", "tags": []any{"team-b"}}), 201)
+	harness.ExpectStatus(t, taDo("POST", "/services", map[string]any{"name": "untagged", "host": "u.test"}), 403)
+	harness.ExpectStatus(t, taDo("GET", "/services/a-svc", nil), 200)
+	harness.ExpectStatus(t, taDo("GET", "/services/b-svc", nil), 403)
+	harness.ExpectStatus(t, taDo("PATCH", "/services/b-svc", map[string]any{"retries": 1}), 403)
+	// Retagging an entity out of the team's reach is refused too.
+	harness.ExpectStatus(t, taDo("PATCH", "/services/a-svc", map[string]any{"tags": []any{"team-b"}}), 403)
+	harness.ExpectStatus(t, taDo("PATCH", "/services/a-svc", map[string]any{"retries": 2}), 200)
+	listed := taDo("GET", "/services", nil)
+	harness.ExpectStatus(t, listed, 200)
+	for _, svc := range listed.Data(t) {
+		if svc["name"] != "a-svc" {
+			t.Errorf("tag-scoped list shows %v", svc["name"])
+		}
+	}
+
 	// The CLI drives the same endpoints.
 	cli := exec.Command(harness.Binary(t), "admin", "create", "--role", "read-only", "--admin", n.AdminURL, "cli-made")
 	cli.Env = append(cli.Environ(), "GATEHOUSE_TOKEN="+root)
