@@ -70,6 +70,7 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*http.Req
 		p.perm = permission(r.Method, r.URL.Path)
 		ok, scoped := decide(s.cfg.Store.State(), p.roles, p.perm, nil)
 		if !ok {
+			s.recordDenied(r, p)
 			message(w, 403, "Forbidden: missing permission '"+p.perm.String()+"'")
 			return r, false
 		}
@@ -226,8 +227,9 @@ func entityAllowed(st *fsm.State, r *http.Request, data map[string]any) bool {
 	return allowed
 }
 
-func forbidden(w http.ResponseWriter, r *http.Request) {
+func (s *Server) forbidden(w http.ResponseWriter, r *http.Request) {
 	p, _ := r.Context().Value(principalKey{}).(*principal)
+	s.recordDenied(r, p)
 	message(w, 403, "Forbidden: missing permission '"+p.perm.String()+"' for this entity's tags")
 }
 

@@ -31,6 +31,7 @@ type Cluster interface {
 	Notify(m fsm.Member)
 	Remove(ctx context.Context, id string) error
 	ApplyMember(ctx context.Context, m fsm.Member) error
+	AppendAnywhere(ctx context.Context, data []byte) error
 	Ready() error
 }
 
@@ -255,6 +256,7 @@ func (s *Server) clusterRoutes() {
 		s.cfg.Cluster.Notify(m)
 		message(w, 200, "noted")
 	}).Methods("POST")
+	r.HandleFunc("/cluster/events", s.appendEvent).Methods("POST")
 	r.HandleFunc("/cluster/members/{id}", func(w http.ResponseWriter, req *http.Request) {
 		ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
 		defer cancel()

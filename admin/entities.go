@@ -183,7 +183,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, c *collection) {
 		return
 	}
 	if !entityAllowed(st, r, e.Data) {
-		forbidden(w, r)
+		s.forbidden(w, r)
 		return
 	}
 	writeJSON(w, 200, render(e))
@@ -412,7 +412,7 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, c *collection, op
 		return
 	}
 	if existing != nil && !entityAllowed(st, r, existing.Data) {
-		forbidden(w, r)
+		s.forbidden(w, r)
 		return
 	}
 	var body map[string]any
@@ -427,7 +427,7 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, c *collection, op
 			after = existing.Data
 		}
 		if !entityAllowed(st, r, after) {
-			forbidden(w, r)
+			s.forbidden(w, r)
 			return
 		}
 		// Kong generates a key for a credential created without one (but a
@@ -540,7 +540,7 @@ func (s *Server) foreignEndpoint(path, kind, field, target string) {
 			return
 		}
 		if !entityAllowed(st, r, t.Data) {
-			forbidden(w, r)
+			s.forbidden(w, r)
 			return
 		}
 		switch r.Method {

@@ -19,6 +19,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/gatehouse-gw/gatehouse/fsm"
+	"github.com/gatehouse-gw/gatehouse/log"
 	"github.com/gatehouse-gw/gatehouse/plugins"
 )
 
@@ -34,6 +35,7 @@ type Store interface {
 	State() *fsm.State
 	Fold() *fsm.Fold
 	WaitIndex(ctx context.Context, index uint64) error
+	History() *log.History
 }
 
 // Appender appends an encoded event and returns the fold's result once it
@@ -72,6 +74,7 @@ type Server struct {
 	cfg      Config
 	router   *mux.Router
 	hostname string
+	denied   deniedBudget
 }
 
 // New builds the Admin API.

@@ -326,3 +326,42 @@ func (n *Node) WaitLeader(ctx context.Context) (string, error) {
 	id, _ := n.Leader()
 	return id, nil
 }
+
+// AppendAnywhere appends an encoded event from any node: directly on the
+// leader, otherwise through the leader's admin API (authenticated with the
+// cluster token). Used for records that must enter the replicated history
+// but are produced where a request was refused, on any node.
+func (n *Node) AppendAnywhere(ctx context.Context, data []byte) error {
+	if n.IsLeader() {
+		res, err := n.Apply(ctx, data)
+		if err != nil {
+			return err
+		}
+		if res.Err != nil {
+			return res.Err
+		}
+		return nil
+	}
+	leader, _ := n.Leader()
+	lm, ok := n.machine.State().Members()[leader]
+	if !ok || lm.Admin == "" {
+		return ErrNoLeader
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", AdminURL(lm.Admin)+"/cluster/events", bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	if n.cfg.Token != "" {
+		req.Header.Set("Kong-Admin-Token", n.cfg.Token)
+	}
+	resp, err := peerClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("leader refused the event: %s", resp.Status)
+	}
+	return nil
+}

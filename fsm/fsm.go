@@ -144,6 +144,11 @@ func (m *Machine) applyOne(s *State, en Entry) (*Result, *log.Record, *State, []
 	}
 	ev.Index = en.Index
 	rec := &log.Record{Event: *ev, Type: ev.Type, Outcome: "applied"}
+	if ev.Type == log.TypeDenied {
+		rec.Outcome = "denied"
+		rec.Error = string(ev.Payload)
+		return res, rec, withIndex(s, en.Index), nil
+	}
 	if ev.Type == log.TypeMember {
 		var mb Member
 		if err := msgpack.Unmarshal(ev.Payload, &mb); err != nil {

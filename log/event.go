@@ -29,6 +29,9 @@ const (
 	TypeBatch Type = 2
 	// TypeMember records a node's advertised addresses (or its removal).
 	TypeMember Type = 3
+	// TypeDenied records an admin request refused for lack of permission.
+	// It changes no state, so older nodes may skip it.
+	TypeDenied Type = 4 | IgnoreUnknown
 )
 
 // Ops carried by TypeEntity events.
@@ -78,7 +81,7 @@ func Decode(b []byte) (*Event, error) {
 	}
 	t := Type(b[0])
 	switch t &^ IgnoreUnknown {
-	case TypeEntity, TypeBatch, TypeMember:
+	case TypeEntity, TypeBatch, TypeMember, TypeDenied &^ IgnoreUnknown:
 	default:
 		if t&IgnoreUnknown != 0 {
 			return nil, ErrUnknownType
@@ -89,7 +92,10 @@ func Decode(b []byte) (*Event, error) {
 	if err := msgpack.Unmarshal(b[1:], &e); err != nil {
 		return nil, fmt.Errorf("decode event: %w", err)
 	}
-	e.Type = t &^ IgnoreUnknown
+	e.Type = t
+	if t != TypeDenied {
+		e.Type = t &^ IgnoreUnknown
+	}
 	return &e, nil
 }
 

@@ -80,6 +80,45 @@ func TestClusterWithAdminAuth(t *testing.T) {
 		t.Fatalf("authenticated write through a follower: %d %v", st, body)
 	}
 	idx := hdr.Get("X-Gatehouse-Config-Index")
+
+	// A refusal on a follower is recorded in the replicated history: the
+	// leader's copy shows it with the actor.
+	st, viewer, vh := do("POST", follower.Admin("/rbac/admins"), token, map[string]any{"username": "viewer", "roles": []any{"read-only"}})
+	if st != 201 {
+		t.Fatalf("create read-only admin: %d %v", st, viewer)
+	}
+	// The follower authenticates from its own copy: wait until it has the
+	// new admin (read-your-writes with the write's index).
+	req, _ := http.NewRequest("GET", follower.Admin("/rbac/admins/viewer"), nil)
+	req.Header.Set("Kong-Admin-Token", token)
+	req.Header.Set("X-Gatehouse-Min-Index", vh.Get("X-Gatehouse-Config-Index"))
+	if resp, err := client.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("follower never saw the new admin: %v", err)
+	} else {
+		resp.Body.Close()
+	}
+	if st, _, _ := do("POST", follower.Admin("/consumers"), viewer["token"].(string), map[string]any{"username": "x"}); st != 403 {
+		t.Fatalf("read-only write on a follower: %d, want 403", st)
+	}
+	var leaderNode *harness.Node
+	for _, n := range nodes {
+		if n.NodeID == leader {
+			leaderNode = n
+		}
+	}
+	if !harness.Poll(10*time.Second, 100*time.Millisecond, func() (bool, string) {
+		_, body, _ := do("GET", leaderNode.Admin("/audit/events?size=1000"), token, nil)
+		data, _ := body["data"].([]any)
+		for _, e := range data {
+			m, _ := e.(map[string]any)
+			if m["outcome"] == "denied" && m["actor"] == "viewer" && m["node"] == follower.NodeID {
+				return true, ""
+			}
+		}
+		return false, "no denial record"
+	}) {
+		t.Fatal("a denial on a follower did not reach the replicated history")
+	}
 	for _, n := range nodes {
 		req, _ := http.NewRequest("GET", n.Admin("/consumers/via-follower"), nil)
 		req.Header.Set("Kong-Admin-Token", token)

@@ -72,8 +72,19 @@ func TestAdminAuthentication(t *testing.T) {
 	}
 	viewer := as(viewerToken)
 	harness.ExpectStatus(t, viewer("GET", "/services", nil), 200)
-	r = notAppended(t, n, root, func() *harness.Response { return viewer("POST", "/services", map[string]any{"host": "x.test"}) })
+	r = viewer("POST", "/services", map[string]any{"name": "denied-svc", "host": "x.test"})
 	harness.CheckMessage(t, r, 403, "Forbidden: missing permission 'services:create'")
+	harness.ExpectStatus(t, rootDo("GET", "/services/denied-svc", nil), 404)
+	// The refusal itself is history, with who asked.
+	harness.Eventually(t, 10*time.Second, 100*time.Millisecond, "denial in the history", func() (bool, string) {
+		ev := rootDo("GET", "/audit/events?size=1000", nil)
+		for _, e := range ev.Data(t) {
+			if e["outcome"] == "denied" && e["actor"] == "viewer" && e["op"] == "create" && e["entity_type"] == "services" {
+				return true, ""
+			}
+		}
+		return false, ev.Text()
+	})
 	harness.ExpectStatus(t, viewer("GET", "/rbac/admins", nil), 403)
 
 	// An operator changes configuration but not credentials.
