@@ -15,10 +15,12 @@ run: build
 cluster: build
 	./$(BIN) cluster up --nodes 3 --data-dir ./cluster-data
 
-# Every test: unit tests, then the end-to-end and conformance suites that
-# start the real binary. Each fuzz target also replays its corpus here.
+# Every test: unit tests, then the end-to-end, conformance and cluster
+# suites that start the real binary (each fuzz target replays its corpus
+# there), then a short, bounded run of each fuzzer.
 test: vet
 	$(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) fuzz FUZZTIME=10s
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/)
@@ -26,10 +28,13 @@ unit:
 e2e:
 	$(GO) test -count=1 -timeout 20m ./test/...
 
-# Short coverage-guided fuzzing of the parsers; the corpus lives in testdata/.
+# Short coverage-guided fuzzing of the parsers and of the proxy's raw
+# request path; the committed corpus lives in testdata/.
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz=FuzzBody -fuzztime=30s ./admin/decode/
-	$(GO) test -run '^$$' -fuzz=FuzzNormalizePath -fuzztime=30s ./proxy/router/
+	$(GO) test -run '^$$' -fuzz=FuzzBody -fuzztime=$(FUZZTIME) ./admin/decode/
+	$(GO) test -run '^$$' -fuzz=FuzzNormalizePath -fuzztime=$(FUZZTIME) ./proxy/router/
+	$(GO) test -run '^$$' -fuzz=FuzzProxyRequest -fuzztime=$(FUZZTIME) ./proxy/
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)

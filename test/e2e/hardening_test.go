@@ -48,7 +48,11 @@ func TestProxyRejectsHostileRequests(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			before := up.Requests()
 			r := harness.RawHTTP(t, n.ProxyAddr, c.req)
+			if got := up.Requests(); got != before {
+				t.Errorf("the upstream received %d request(s)", got-before)
+			}
 			if r.Status != c.status {
 				t.Fatalf("status %d, want %d (body %s)", r.Status, c.status, r.Body)
 			}
