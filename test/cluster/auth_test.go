@@ -119,6 +119,31 @@ func TestClusterWithAdminAuth(t *testing.T) {
 	}) {
 		t.Fatal("a denial on a follower did not reach the replicated history")
 	}
+	// The refused write itself never reached the log.
+	if st, _, _ := do("GET", leaderNode.Admin("/consumers/x"), token, nil); st != 404 {
+		t.Fatalf("denied write applied: GET /consumers/x -> %d", st)
+	}
+
+	// A revoked token stops working on every node.
+	vt := viewer["token"].(string)
+	st, _, dh := do("DELETE", follower.Admin("/rbac/admins/viewer"), token, nil)
+	if st != 204 {
+		t.Fatalf("revoke: %d", st)
+	}
+	for _, n := range nodes {
+		// Wait for this node to apply the revocation, then try the token.
+		req, _ := http.NewRequest("GET", n.Admin("/"), nil)
+		req.Header.Set("Kong-Admin-Token", token)
+		req.Header.Set("X-Gatehouse-Min-Index", dh.Get("X-Gatehouse-Config-Index"))
+		if resp, err := client.Do(req); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s did not reach the revocation: %v", n.NodeID, err)
+		} else {
+			resp.Body.Close()
+		}
+		if st, _, _ := do("GET", n.Admin("/services"), vt, nil); st != 401 {
+			t.Errorf("%s: revoked token -> %d, want 401", n.NodeID, st)
+		}
+	}
 	for _, n := range nodes {
 		req, _ := http.NewRequest("GET", n.Admin("/consumers/via-follower"), nil)
 		req.Header.Set("Kong-Admin-Token", token)

@@ -1,7 +1,10 @@
 package cluster
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -57,6 +60,28 @@ func TestClusterTLS(t *testing.T) {
 	for _, n := range nodes {
 		r := harness.Get(t, n.Admin("/consumers/over-tls"), "X-Gatehouse-Min-Index", w.Header.Get("X-Gatehouse-Config-Index"))
 		harness.ExpectStatus(t, r, 200)
+	}
+
+	// A plaintext client on the Raft port gets no Raft protocol: only a
+	// TLS alert, or a closed connection, and never configuration bytes.
+	for _, n := range nodes {
+		conn, err := net.DialTimeout("tcp", n.ClusterAddr, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(3 * time.Second))
+		// rpcAppendEntries (0) followed by a msgpack map: what a plaintext
+		// Raft peer would send.
+		conn.Write([]byte{0, 0x80})
+		conn.(*net.TCPConn).CloseWrite()
+		got, _ := io.ReadAll(conn)
+		conn.Close()
+		if len(got) > 0 && got[0] != 0x15 { // 0x15: TLS alert record
+			t.Errorf("%s: plaintext client got a non-TLS answer %q", n.NodeID, got)
+		}
+		if bytes.Contains(got, []byte("over-tls")) {
+			t.Errorf("%s: configuration readable in cleartext on the Raft port", n.NodeID)
+		}
 	}
 
 	join := []string{"--join", nodes[0].AdminAddr}
