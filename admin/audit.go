@@ -2,12 +2,16 @@ package admin
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/gorilla/mux"
 
 	"github.com/gatehouse-gw/gatehouse/log"
 )
@@ -84,20 +88,86 @@ func (s *Server) appendEvent(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(204)
 }
 
-// auditEvents serves GET /audit/events: the node's permanent history from
-// ?since=INDEX (default 1), ?size=N records (default 100, max 1000), with
-// Kong-style pagination. Every node holds the same history.
+// auditFilter selects history records: a range given as indexes or
+// RFC 3339 times, and exact matches on actor, entity, op and outcome.
+type auditFilter struct {
+	fromIndex, toIndex uint64
+	fromTime, toTime   int64 // unix nanoseconds; 0 = open
+	match              map[string]string
+}
+
+// parsePoint reads a point in the log: an index or an RFC 3339 time.
+func parsePoint(v string) (index uint64, t int64, err error) {
+	if n, err := strconv.ParseUint(v, 10, 64); err == nil {
+		return n, 0, nil
+	}
+	tm, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return 0, 0, err
+	}
+	return 0, tm.UnixNano(), nil
+}
+
+func parseAuditFilter(q url.Values) (*auditFilter, error) {
+	f := &auditFilter{fromIndex: 1, match: map[string]string{}}
+	if v := q.Get("since"); v != "" {
+		i, t, err := parsePoint(v)
+		if err != nil {
+			return nil, fmt.Errorf("since must be a log index or an RFC 3339 time")
+		}
+		if i > 0 {
+			f.fromIndex = i
+		}
+		f.fromTime = t
+	}
+	if v := q.Get("until"); v != "" {
+		i, t, err := parsePoint(v)
+		if err != nil {
+			return nil, fmt.Errorf("until must be a log index or an RFC 3339 time")
+		}
+		f.toIndex, f.toTime = i, t
+	}
+	for _, k := range []string{"actor", "entity_type", "entity_id", "op", "outcome"} {
+		if v := q.Get(k); v != "" {
+			f.match[k] = v
+		}
+	}
+	return f, nil
+}
+
+func (f *auditFilter) keep(row map[string]any, t int64) bool {
+	if f.fromTime != 0 && t < f.fromTime || f.toTime != 0 && t > f.toTime {
+		return false
+	}
+	for k, v := range f.match {
+		if s, _ := row[k].(string); s != v {
+			return false
+		}
+	}
+	return true
+}
+
+func auditRow(rec *log.Record) map[string]any {
+	e := rec.Event
+	return map[string]any{
+		"index": e.Index, "time": time.Unix(0, e.Time).UTC().Format(time.RFC3339Nano), "actor": e.Actor,
+		"source": e.Source, "request_id": e.RequestID, "node": e.Node, "op": e.Op,
+		"entity_type": e.Entity, "entity_id": e.EntityID, "outcome": rec.Outcome, "error": nullable(rec.Error),
+	}
+}
+
+// auditEvents serves GET /audit/events: the node's permanent history
+// (identical on every node), filtered by since/until (index or RFC 3339
+// time), actor, entity_type, entity_id, op and outcome, size records a
+// page (default 100, max 1000), with Kong-style offset/next.
 func (s *Server) auditEvents(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	since, size := uint64(1), 100
-	if v := q.Get("since"); v != "" {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			message(w, 400, "since must be a log index")
-			return
-		}
-		since = n
+	f, err := parseAuditFilter(q)
+	if err != nil {
+		message(w, 400, err.Error())
+		return
 	}
+	size := 100
 	if v := q.Get("size"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
@@ -106,20 +176,27 @@ func (s *Server) auditEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		size = n
 	}
-	h := s.cfg.Store.History()
-	data := make([]any, 0, size)
+	from := f.fromIndex
+	if v := q.Get("offset"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			message(w, 400, "'"+v+"' is not a valid offset")
+			return
+		}
+		from = n
+	}
+	data := make([]any, 0, min(size, 128))
 	var next uint64
-	err := h.Range(since, 0, func(rec *log.Record) bool {
+	err = s.cfg.Store.History().Range(from, f.toIndex, func(rec *log.Record) bool {
+		row := auditRow(rec)
+		if !f.keep(row, rec.Event.Time) {
+			return true
+		}
 		if len(data) == size {
 			next = rec.Event.Index
 			return false
 		}
-		e := rec.Event
-		data = append(data, map[string]any{
-			"index": e.Index, "time": time.Unix(0, e.Time).UTC().Format(time.RFC3339Nano), "actor": e.Actor,
-			"source": e.Source, "request_id": e.RequestID, "node": e.Node, "op": e.Op,
-			"entity_type": e.Entity, "entity_id": e.EntityID, "outcome": rec.Outcome, "error": nullable(rec.Error),
-		})
+		data = append(data, row)
 		return true
 	})
 	if err != nil {
@@ -128,10 +205,33 @@ func (s *Server) auditEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := map[string]any{"data": data, "next": nil}
 	if next != 0 {
-		resp["offset"] = strconv.FormatUint(next, 10)
-		resp["next"] = "/audit/events?since=" + strconv.FormatUint(next, 10) + "&size=" + strconv.Itoa(size)
+		off := strconv.FormatUint(next, 10)
+		resp["offset"] = off
+		nq := url.Values{}
+		for k, v := range q {
+			if k != "offset" {
+				nq[k] = v
+			}
+		}
+		nq.Set("offset", off)
+		resp["next"] = "/audit/events?" + nq.Encode()
 	}
 	writeJSON(w, 200, resp)
+}
+
+// auditEvent serves GET /audit/events/{index}.
+func (s *Server) auditEvent(w http.ResponseWriter, r *http.Request) {
+	i, err := strconv.ParseUint(mux.Vars(r)["index"], 10, 64)
+	if err != nil {
+		notFound(w)
+		return
+	}
+	rec, err := s.cfg.Store.History().Get(i)
+	if err != nil || rec == nil {
+		notFound(w)
+		return
+	}
+	writeJSON(w, 200, auditRow(rec))
 }
 
 func nullable(s string) any {
