@@ -2,11 +2,14 @@ package admin
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -135,25 +138,65 @@ func parseAuditFilter(q url.Values) (*auditFilter, error) {
 	return f, nil
 }
 
-func (f *auditFilter) keep(row map[string]any, t int64) bool {
+func (f *auditFilter) keep(row *log.Row, t int64) bool {
 	if f.fromTime != 0 && t < f.fromTime || f.toTime != 0 && t > f.toTime {
 		return false
 	}
 	for k, v := range f.match {
-		if s, _ := row[k].(string); s != v {
+		var got string
+		switch k {
+		case "actor":
+			got = row.Actor
+		case "entity_type":
+			got = row.EntityType
+		case "entity_id":
+			got = row.EntityID
+		case "op":
+			got = row.Op
+		case "outcome":
+			got = row.Outcome
+		}
+		if got != v {
 			return false
 		}
 	}
 	return true
 }
 
-func auditRow(rec *log.Record) map[string]any {
-	e := rec.Event
-	return map[string]any{
-		"index": e.Index, "time": time.Unix(0, e.Time).UTC().Format(time.RFC3339Nano), "actor": e.Actor,
-		"source": e.Source, "request_id": e.RequestID, "node": e.Node, "op": e.Op,
-		"entity_type": e.Entity, "entity_id": e.EntityID, "outcome": rec.Outcome, "error": nullable(rec.Error),
+// signedRow is an audit row with this node's Ed25519 signature over its
+// chain hash; the public keys are served at /audit/jwks.json.
+type signedRow struct {
+	log.Row
+	Signature string `json:"signature,omitempty"`
+	KeyID     string `json:"kid,omitempty"`
+}
+
+func (s *Server) sign(row log.Row) signedRow {
+	out := signedRow{Row: row}
+	if s.cfg.SigningKey != nil && row.Hash != "" {
+		out.Signature = base64.RawURLEncoding.EncodeToString(ed25519.Sign(s.cfg.SigningKey, []byte(row.Hash)))
+		out.KeyID = s.cfg.NodeID
 	}
+	return out
+}
+
+// jwks serves the cluster's audit signing keys: every member's public key,
+// as registered in the replicated state.
+func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
+	keys := []any{}
+	members := s.cfg.Store.State().Members()
+	ids := make([]string, 0, len(members))
+	for id := range members {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		if pk := members[id].PublicKey; pk != "" {
+			keys = append(keys, map[string]any{"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig",
+				"kid": id, "x": pk})
+		}
+	}
+	writeJSON(w, 200, map[string]any{"keys": keys})
 }
 
 // auditEvents serves GET /audit/events: the node's permanent history
@@ -188,15 +231,15 @@ func (s *Server) auditEvents(w http.ResponseWriter, r *http.Request) {
 	data := make([]any, 0, min(size, 128))
 	var next uint64
 	err = s.cfg.Store.History().Range(from, f.toIndex, func(rec *log.Record) bool {
-		row := auditRow(rec)
-		if !f.keep(row, rec.Event.Time) {
+		row := log.RowOf(rec)
+		if !f.keep(&row, rec.Event.Time) {
 			return true
 		}
 		if len(data) == size {
 			next = rec.Event.Index
 			return false
 		}
-		data = append(data, row)
+		data = append(data, s.sign(row))
 		return true
 	})
 	if err != nil {
@@ -231,12 +274,5 @@ func (s *Server) auditEvent(w http.ResponseWriter, r *http.Request) {
 		notFound(w)
 		return
 	}
-	writeJSON(w, 200, auditRow(rec))
-}
-
-func nullable(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
+	writeJSON(w, 200, s.sign(log.RowOf(rec)))
 }

@@ -39,6 +39,7 @@ func (s *Server) routes() {
 	r.HandleFunc("/schemas/{entity}", s.entitySchema).Methods("GET")
 	r.HandleFunc("/audit/events", s.auditEvents).Methods("GET")
 	r.HandleFunc("/audit/events/{index}", s.auditEvent).Methods("GET")
+	r.HandleFunc("/audit/jwks.json", s.jwks).Methods("GET")
 	r.HandleFunc("/tags", s.tagsList).Methods("GET")
 	r.HandleFunc("/tags/{tag}", s.tagsList).Methods("GET")
 	// Kong disables the top-level target endpoints.

@@ -6,6 +6,7 @@ package admin
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -67,6 +68,9 @@ type Config struct {
 	// leader, and a min_index read for its index.
 	LeaderWait time.Duration
 	Auth       Auth
+	// SigningKey signs audit rows this node serves (its public key is in
+	// the node's member record, served as JWKS).
+	SigningKey ed25519.PrivateKey
 }
 
 // Server is the Admin API handler.

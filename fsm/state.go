@@ -58,7 +58,9 @@ type Member struct {
 	Proxy   string `msgpack:"proxy" json:"proxy_address"`
 	Status  string `msgpack:"status" json:"status_address"`
 	Cluster string `msgpack:"cluster" json:"cluster_address"`
-	Removed bool   `msgpack:"removed,omitempty" json:"-"`
+	// PublicKey is the node's Ed25519 audit signing key, base64url.
+	PublicKey string `msgpack:"pk,omitempty" json:"public_key,omitempty"`
+	Removed   bool   `msgpack:"removed,omitempty" json:"-"`
 }
 
 // Members returns the advertised addresses by node id.

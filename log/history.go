@@ -15,8 +15,12 @@ import (
 type Record struct {
 	Event   Event  `msgpack:"ev"`
 	Type    Type   `msgpack:"ty"`
-	Outcome string `msgpack:"out"` // "applied" or "rejected"
+	Outcome string `msgpack:"out"` // "applied", "rejected" or "denied"
 	Error   string `msgpack:"err,omitempty"`
+	// PrevHash and Hash chain the history (see Row): set by Append from
+	// the record before this one, identically on every node.
+	PrevHash string `msgpack:"ph,omitempty"`
+	Hash     string `msgpack:"h,omitempty"`
 }
 
 var bucket = []byte("events")
@@ -72,6 +76,13 @@ func (h *History) Append(recs ...*Record) error {
 	return h.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucket)
 		for _, r := range recs {
+			prev, err := prevHash(b, r.Event.Index)
+			if err != nil {
+				return err
+			}
+			r.PrevHash = prev
+			r.Hash = ""
+			r.Hash = RowOf(r).ComputeHash()
 			v, err := msgpack.Marshal(r)
 			if err != nil {
 				return fmt.Errorf("encode history record %d: %w", r.Event.Index, err)
@@ -82,6 +93,27 @@ func (h *History) Append(recs ...*Record) error {
 		}
 		return nil
 	})
+}
+
+// prevHash is the hash of the record just before index i ("" for the
+// first). A replayed index finds the same predecessor, so re-appending
+// after a restart rebuilds the same chain.
+func prevHash(b *bolt.Bucket, i uint64) (string, error) {
+	c := b.Cursor()
+	k, v := c.Seek(key(i))
+	if k == nil {
+		k, v = c.Last()
+	} else {
+		k, v = c.Prev()
+	}
+	if k == nil || binary.BigEndian.Uint64(k) >= i {
+		return "", nil
+	}
+	var prev Record
+	if err := msgpack.Unmarshal(v, &prev); err != nil {
+		return "", fmt.Errorf("decode history record: %w", err)
+	}
+	return prev.Hash, nil
 }
 
 // Get returns the record at index i, or nil.

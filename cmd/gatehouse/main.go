@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -171,6 +173,10 @@ func run(ctx context.Context, cfg runConfig) error {
 	if err != nil {
 		return err
 	}
+	signingKey, err := loadSigningKey(cfg.dataDir)
+	if err != nil {
+		return err
+	}
 	history, err := log.OpenHistory(filepath.Join(cfg.dataDir, "history.db"))
 	if err != nil {
 		return err
@@ -220,7 +226,8 @@ func run(ctx context.Context, cfg runConfig) error {
 		Join: cfg.join, BootstrapExpect: cfg.expect, SnapshotThreshold: cfg.snapshotThreshold, Token: cfg.adminToken,
 		TLS: cfg.tls,
 		Self: fsm.Member{Admin: advertise(adminLn.Addr().String(), cfg.cluster),
-			Proxy: advertise(proxyLn.Addr().String(), cfg.cluster), Status: advertise(statusLn.Addr().String(), cfg.cluster)},
+			Proxy: advertise(proxyLn.Addr().String(), cfg.cluster), Status: advertise(statusLn.Addr().String(), cfg.cluster),
+			PublicKey: base64.RawURLEncoding.EncodeToString(signingKey.Public().(ed25519.PublicKey))},
 	}, machine)
 	if err != nil {
 		proxyLn.Close()
@@ -248,7 +255,7 @@ func run(ctx context.Context, cfg runConfig) error {
 	api := admin.New(admin.Config{
 		NodeID: cfg.nodeID, NodeUUID: nodeUUID, Store: machine, Appender: node, Plugins: registry,
 		Cache: cache, ServerInfo: px.Stats, Cluster: node,
-		Auth: admin.Auth{Enabled: auth, BootstrapToken: cfg.adminToken},
+		Auth: admin.Auth{Enabled: auth, BootstrapToken: cfg.adminToken}, SigningKey: signingKey,
 		Settings: map[string]any{"admin_listen": []string{cfg.admin}, "proxy_listen": []string{cfg.proxy},
 			"status_listen": []string{cfg.status}, "cluster_listen": cfg.cluster, "prefix": cfg.dataDir},
 	})
@@ -341,6 +348,23 @@ func registerWait(cfg runConfig) time.Duration {
 		return 10 * time.Second
 	}
 	return 2 * time.Second
+}
+
+// loadSigningKey returns this node's Ed25519 audit signing key, creating
+// it on first start. The private key never leaves the data dir.
+func loadSigningKey(dir string) (ed25519.PrivateKey, error) {
+	path := filepath.Join(dir, "audit_ed25519.seed")
+	if b, err := os.ReadFile(path); err == nil && len(b) == ed25519.SeedSize {
+		return ed25519.NewKeyFromSeed(b), nil
+	}
+	_, key, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return nil, fmt.Errorf("generate audit signing key: %w", err)
+	}
+	if err := os.WriteFile(path, key.Seed(), 0o600); err != nil {
+		return nil, fmt.Errorf("write audit signing key: %w", err)
+	}
+	return key, nil
 }
 
 // loadNodeUUID returns Kong's node_id for this data dir, creating it once.

@@ -62,6 +62,18 @@ func TestClusterTLS(t *testing.T) {
 		harness.ExpectStatus(t, r, 200)
 	}
 
+	// Every node holds the same history: the same chain hash at the
+	// write's index.
+	hashes := map[string]bool{}
+	for _, n := range nodes {
+		ev := harness.Get(t, n.Admin("/audit/events/"+w.Header.Get("X-Gatehouse-Config-Index")))
+		harness.ExpectStatus(t, ev, 200)
+		hashes[harness.Str(ev.JSON(t), "hash")] = true
+	}
+	if len(hashes) != 1 {
+		t.Fatalf("nodes disagree on the history's chain hash: %v", hashes)
+	}
+
 	// A plaintext client on the Raft port gets no Raft protocol: only a
 	// TLS alert, or a closed connection, and never configuration bytes.
 	for _, n := range nodes {

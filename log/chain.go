@@ -1,0 +1,54 @@
+package log
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+)
+
+// Row is an event as the audit API and exports show it. It never holds a
+// payload (which may carry credentials), only the payload's SHA-256.
+// Hash covers every other field, PrevHash included, so the rows form a
+// chain: changing, removing or reordering one breaks every hash after it.
+type Row struct {
+	Index         uint64  `json:"index"`
+	Time          string  `json:"time"`
+	Actor         string  `json:"actor"`
+	Source        string  `json:"source"`
+	RequestID     string  `json:"request_id"`
+	Node          string  `json:"node"`
+	Op            string  `json:"op"`
+	EntityType    string  `json:"entity_type"`
+	EntityID      string  `json:"entity_id"`
+	Outcome       string  `json:"outcome"`
+	Error         *string `json:"error"`
+	PayloadSHA256 string  `json:"payload_sha256"`
+	PrevHash      string  `json:"prev_hash"`
+	Hash          string  `json:"hash,omitempty"`
+}
+
+// RowOf builds the audit row of a record (with its stored hashes).
+func RowOf(r *Record) Row {
+	sum := sha256.Sum256(r.Event.Payload)
+	row := Row{
+		Index: r.Event.Index, Time: time.Unix(0, r.Event.Time).UTC().Format(time.RFC3339Nano),
+		Actor: r.Event.Actor, Source: r.Event.Source, RequestID: r.Event.RequestID, Node: r.Event.Node,
+		Op: r.Event.Op, EntityType: r.Event.Entity, EntityID: r.Event.EntityID, Outcome: r.Outcome,
+		PayloadSHA256: hex.EncodeToString(sum[:]), PrevHash: r.PrevHash, Hash: r.Hash,
+	}
+	if r.Error != "" {
+		e := r.Error
+		row.Error = &e
+	}
+	return row
+}
+
+// ComputeHash returns the chain hash of a row: SHA-256 of its JSON form
+// without the hash itself. Anyone can recompute it from an export.
+func (row Row) ComputeHash() string {
+	row.Hash = ""
+	b, _ := json.Marshal(row)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
