@@ -16,6 +16,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/gatehouse-gw/gatehouse/fsm"
 	"github.com/gatehouse-gw/gatehouse/log"
 )
 
@@ -275,4 +276,37 @@ func (s *Server) auditEvent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, 200, s.sign(log.RowOf(rec)))
+}
+
+// readState returns the state a read should see: the current one, or with
+// ?at=INDEX|RFC3339 the configuration as it was then (time travel), in
+// which case X-Gatehouse-Config-Index names that point. ok is false after
+// an error response.
+func (s *Server) readState(w http.ResponseWriter, r *http.Request) (*fsm.State, bool) {
+	at := r.URL.Query().Get("at")
+	if at == "" || r.Method != "GET" && r.Method != "HEAD" {
+		return s.cfg.Store.State(), true
+	}
+	idx, t, err := parsePoint(at)
+	if err != nil {
+		message(w, 400, "at must be a log index or an RFC 3339 time")
+		return nil, false
+	}
+	if idx == 0 {
+		if idx, err = s.cfg.Store.IndexAt(t); err != nil {
+			message(w, 500, "An unexpected error occurred")
+			return nil, false
+		}
+	}
+	if cur := s.cfg.Store.State().Index; idx > cur {
+		message(w, 400, "at is beyond the current log index "+strconv.FormatUint(cur, 10))
+		return nil, false
+	}
+	st, err := s.cfg.Store.StateAt(idx)
+	if err != nil {
+		message(w, 500, "An unexpected error occurred")
+		return nil, false
+	}
+	w.Header().Set("X-Gatehouse-Config-Index", strconv.FormatUint(idx, 10))
+	return st, true
 }

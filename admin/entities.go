@@ -167,7 +167,10 @@ func refID(d map[string]any, f string) string {
 }
 
 func (s *Server) get(w http.ResponseWriter, r *http.Request, c *collection) {
-	st := s.cfg.Store.State()
+	st, ok := s.readState(w, r)
+	if !ok {
+		return
+	}
 	parent, ok := s.resolveParent(w, r, st, c)
 	if !ok {
 		return
@@ -191,7 +194,10 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, c *collection) {
 
 // list serves a collection with Kong's pagination and tag filtering.
 func (s *Server) list(w http.ResponseWriter, r *http.Request, c *collection) {
-	st := s.cfg.Store.State()
+	st, ok := s.readState(w, r)
+	if !ok {
+		return
+	}
 	parent, ok := s.resolveParent(w, r, st, c)
 	if !ok {
 		return

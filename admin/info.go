@@ -220,7 +220,10 @@ func (s *Server) pluginSchema(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) tagsList(w http.ResponseWriter, r *http.Request) {
-	st := s.cfg.Store.State()
+	st, ok := s.readState(w, r)
+	if !ok {
+		return
+	}
 	want := mux.Vars(r)["tag"]
 	data := []any{}
 	for _, kind := range fsm.Kinds {

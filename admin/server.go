@@ -37,6 +37,8 @@ type Store interface {
 	Fold() *fsm.Fold
 	WaitIndex(ctx context.Context, index uint64) error
 	History() *log.History
+	StateAt(index uint64) (*fsm.State, error)
+	IndexAt(unixNano int64) (uint64, error)
 }
 
 // Appender appends an encoded event and returns the fold's result once it

@@ -357,3 +357,46 @@ func (m *Machine) compile(kind string, d map[string]any) any {
 	c, _ := def.Compile(cfg)
 	return c
 }
+
+// StateAt rebuilds the configuration as it was right after log index upto,
+// by folding the permanent history from the start: time travel costs one
+// replay, and the live state is untouched.
+func (m *Machine) StateAt(upto uint64) (*State, error) {
+	s := Empty()
+	var ferr error
+	err := m.history.Range(1, upto, func(rec *log.Record) bool {
+		ev := rec.Event
+		ev.Type = rec.Type
+		data, err := log.Encode(&ev)
+		if err != nil {
+			ferr = err
+			return false
+		}
+		_, _, s, _ = m.applyOne(s, Entry{Index: ev.Index, Data: data})
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("replay history: %w", err)
+	}
+	if ferr != nil {
+		return nil, ferr
+	}
+	if s.Index < upto {
+		s = withIndex(s, upto)
+	}
+	return s, nil
+}
+
+// IndexAt returns the last log index whose event time is at or before t
+// (unix nanoseconds), 0 if none.
+func (m *Machine) IndexAt(t int64) (uint64, error) {
+	var idx uint64
+	err := m.history.Range(1, 0, func(rec *log.Record) bool {
+		if rec.Event.Time > t {
+			return false
+		}
+		idx = rec.Event.Index
+		return true
+	})
+	return idx, err
+}

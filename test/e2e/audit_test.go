@@ -171,3 +171,51 @@ func writeFile(t *testing.T, path string, b []byte) {
 		t.Fatal(err)
 	}
 }
+
+// TestTimeTravel reads the configuration as it was at past log indexes and
+// times with ?at=, while the live configuration moves on.
+func TestTimeTravel(t *testing.T) {
+	n := harness.Start(t, harness.Options{NodeID: "time-travel"})
+	idx := func(r *harness.Response) string { return r.Header.Get("X-Gatehouse-Config-Index") }
+	created := harness.JSON(t, "POST", n.Admin("/services"), map[string]any{"name": "tt", "host": "a.test", "retries": 5})
+	harness.ExpectStatus(t, created, 201)
+	time.Sleep(20 * time.Millisecond)
+	between := time.Now().UTC().Format(time.RFC3339Nano)
+	time.Sleep(20 * time.Millisecond)
+	patched := harness.JSON(t, "PATCH", n.Admin("/services/tt"), map[string]any{"retries": 9})
+	harness.ExpectStatus(t, patched, 200)
+	deleted := harness.Method(t, "DELETE", n.Admin("/services/tt"))
+	harness.ExpectStatus(t, deleted, 204)
+
+	retries := func(at string) (int, float64) {
+		r := harness.Get(t, n.Admin("/services/tt?at="+url.QueryEscape(at)))
+		if r.Status != 200 {
+			return r.Status, 0
+		}
+		if r.Header.Get("X-Gatehouse-Config-Index") == "" {
+			t.Errorf("no config index on a time-travel read")
+		}
+		v, _ := r.JSON(t)["retries"].(float64)
+		return 200, v
+	}
+	if st, v := retries(idx(created)); st != 200 || v != 5 {
+		t.Errorf("at creation: %d retries=%v, want 200 5", st, v)
+	}
+	if st, v := retries(between); st != 200 || v != 5 {
+		t.Errorf("at %s: %d retries=%v, want 200 5", between, st, v)
+	}
+	if st, v := retries(idx(patched)); st != 200 || v != 9 {
+		t.Errorf("after the patch: %d retries=%v, want 200 9", st, v)
+	}
+	if st, _ := retries(idx(deleted)); st != 404 {
+		t.Errorf("after the delete: %d, want 404", st)
+	}
+	if r := harness.Get(t, n.Admin("/services/tt")); r.Status != 404 {
+		t.Errorf("live read: %d, want 404", r.Status)
+	}
+	list := harness.Get(t, n.Admin("/services?at="+idx(patched)))
+	if d := list.Data(t); len(d) != 1 || d[0]["name"] != "tt" {
+		t.Errorf("list at the patch: %v", d)
+	}
+	harness.ExpectStatus(t, harness.Get(t, n.Admin("/services?at=99999999")), 400)
+}
