@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -309,4 +311,97 @@ func (s *Server) readState(w http.ResponseWriter, r *http.Request) (*fsm.State, 
 	}
 	w.Header().Set("X-Gatehouse-Config-Index", strconv.FormatUint(idx, 10))
 	return st, true
+}
+
+// restorable lists the kinds a point-in-time restore rewrites: the gateway
+// configuration, not who may change it (restoring RBAC could lock the
+// operator out, or back in someone who was removed).
+var restorable = []string{fsm.Services, fsm.Routes, fsm.Consumers, fsm.Upstreams, fsm.Targets, fsm.KeyAuths, fsm.Plugins}
+
+// restore serves POST /audit/restore {"at": INDEX|TIME}: the configuration
+// goes back to what it was at that point, as ONE new event (a batch that
+// deletes today's entities and re-creates the past ones with their ids),
+// so history stays linear, the restore is audited, and undoing it is a
+// restore to the index just before it.
+func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		At json.RawMessage `json:"at"`
+	}
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil || len(req.At) == 0 {
+		message(w, 400, `expected {"at": <log index or RFC 3339 time>}`)
+		return
+	}
+	at := strings.Trim(string(req.At), `"`)
+	idx, t, err := parsePoint(at)
+	if err != nil {
+		message(w, 400, "at must be a log index or an RFC 3339 time")
+		return
+	}
+	if idx == 0 {
+		if idx, err = s.cfg.Store.IndexAt(t); err != nil {
+			message(w, 500, "An unexpected error occurred")
+			return
+		}
+	}
+	cur := s.cfg.Store.State()
+	if idx > cur.Index {
+		message(w, 400, "at is beyond the current log index "+strconv.FormatUint(cur.Index, 10))
+		return
+	}
+	past, err := s.cfg.Store.StateAt(idx)
+	if err != nil {
+		message(w, 500, "An unexpected error occurred")
+		return
+	}
+	var cmds []*fsm.Command
+	for i := len(restorable) - 1; i >= 0; i-- {
+		cur.Walk(restorable[i], "", func(e *fsm.Entity) bool {
+			cmds = append(cmds, &fsm.Command{Op: log.OpDelete, Kind: e.Kind, Key: e.ID})
+			return true
+		})
+	}
+	for _, kind := range restorable {
+		past.Walk(kind, "", func(e *fsm.Entity) bool {
+			body := make(map[string]any, len(e.Data))
+			for k, v := range e.Data {
+				if k != "id" && k != "created_at" && k != "updated_at" {
+					body[k] = v
+				}
+			}
+			cmds = append(cmds, &fsm.Command{Op: log.OpUpsert, Kind: e.Kind, Key: e.ID, NewID: e.ID, Body: body})
+			return true
+		})
+	}
+	now := time.Now().UnixNano()
+	if _, _, ferr := s.cfg.Store.Fold().ApplyAll(cur, cur.Index, now, cmds); ferr != nil {
+		writeError(w, ferr)
+		return
+	}
+	payload, err := fsm.EncodeBatch(cmds)
+	if err != nil {
+		message(w, 500, "An unexpected error occurred")
+		return
+	}
+	source, reqID, node := s.origin(r)
+	w.Header().Set(hdrRequestID, reqID)
+	data, err := log.Encode(&log.Event{Type: log.TypeBatch, Time: now, Actor: actorOf(r), Source: source,
+		RequestID: reqID, Node: node, Op: "restore", Entity: "config", EntityID: strconv.FormatUint(idx, 10),
+		Payload: payload})
+	if err != nil {
+		message(w, 500, "An unexpected error occurred")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), commitTimeout)
+	defer cancel()
+	res, err := s.cfg.Appender.Apply(ctx, data)
+	if err != nil {
+		appendError(w, err)
+		return
+	}
+	w.Header().Set("X-Gatehouse-Config-Index", strconv.FormatUint(res.Index, 10))
+	if res.Err != nil {
+		writeError(w, res.Err)
+		return
+	}
+	writeJSON(w, 200, map[string]any{"restored_to": idx, "index": res.Index, "commands": len(cmds)})
 }

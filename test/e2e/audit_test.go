@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/test/echo"
 	"github.com/gatehouse-gw/gatehouse/test/harness"
 )
 
@@ -218,4 +219,50 @@ func TestTimeTravel(t *testing.T) {
 		t.Errorf("list at the patch: %v", d)
 	}
 	harness.ExpectStatus(t, harness.Get(t, n.Admin("/services?at=99999999")), 400)
+}
+
+// TestPointInTimeRestore changes the configuration, restores it to an
+// earlier index with one new event, and checks entities (with their ids)
+// and proxying are back, and that the restore is itself in the history.
+func TestPointInTimeRestore(t *testing.T) {
+	n := harness.Start(t, harness.Options{NodeID: "restore"})
+	up := echo.StartT(t, "restore-echo")
+	a := admin{n}
+	svc := a.create(t, "/services", map[string]any{"name": "keep", "url": up.URL, "retries": 3})
+	a.create(t, "/services/keep/routes", map[string]any{"name": "keep-route", "paths": []any{"/keep"}})
+	a.create(t, "/consumers", map[string]any{"username": "alice"})
+	mark := harness.Get(t, n.Admin("/services")).Header.Get("X-Gatehouse-Config-Index")
+
+	// Damage: delete the route, change the service, add a stray consumer.
+	a.del(t, "/routes/keep-route", true)
+	harness.ExpectStatus(t, harness.JSON(t, "PATCH", n.Admin("/services/keep"), map[string]any{"retries": 9}), 200)
+	a.create(t, "/consumers", map[string]any{"username": "mallory"})
+	harness.ExpectStatus(t, harness.Get(t, n.ProxyURL+"/keep/anything"), 404)
+
+	r := harness.JSON(t, "POST", n.Admin("/audit/restore"), map[string]any{"at": mark})
+	harness.ExpectStatus(t, r, 200)
+	restoredAt := r.Header.Get("X-Gatehouse-Config-Index")
+
+	got := harness.Get(t, n.Admin("/services/keep"))
+	harness.ExpectStatus(t, got, 200)
+	if got.JSON(t)["id"] != svc["id"] || got.JSON(t)["retries"] != 3.0 {
+		t.Errorf("service after restore: %s", got.Text())
+	}
+	harness.ExpectStatus(t, harness.Get(t, n.Admin("/routes/keep-route")), 200)
+	harness.ExpectStatus(t, harness.Get(t, n.Admin("/consumers/alice")), 200)
+	harness.ExpectStatus(t, harness.Get(t, n.Admin("/consumers/mallory")), 404)
+	harness.Eventually(t, 5*time.Second, 50*time.Millisecond, "route proxies again", func() (bool, string) {
+		p := harness.Get(t, n.ProxyURL+"/keep/anything")
+		return p.Status == 200, p.String()
+	})
+	// The restore is one audited event.
+	ev := harness.Get(t, n.Admin("/audit/events/"+restoredAt))
+	harness.ExpectStatus(t, ev, 200)
+	if ev.JSON(t)["op"] != "restore" || ev.JSON(t)["entity_id"] != mark {
+		t.Errorf("restore event: %s", ev.Text())
+	}
+	// And undoable: restoring to just before it brings the damage back.
+	before, _ := strconv.Atoi(restoredAt)
+	harness.ExpectStatus(t, harness.JSON(t, "POST", n.Admin("/audit/restore"), map[string]any{"at": strconv.Itoa(before - 1)}), 200)
+	harness.ExpectStatus(t, harness.Get(t, n.Admin("/consumers/mallory")), 200)
 }
