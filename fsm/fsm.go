@@ -149,6 +149,22 @@ func (m *Machine) applyOne(s *State, en Entry) (*Result, *log.Record, *State, []
 		rec.Error = string(ev.Payload)
 		return res, rec, withIndex(s, en.Index), nil
 	}
+	if ev.Type == log.TypeWebhook || ev.Type == log.TypeCursor {
+		var wh Webhook
+		if err := msgpack.Unmarshal(ev.Payload, &wh); err != nil {
+			res.Err = &Error{Status: 400, Message: "bad webhook event"}
+			rec.Outcome, rec.Error = "rejected", err.Error()
+			return res, rec, withIndex(s, en.Index), nil
+		}
+		c := *s
+		c.Index = en.Index
+		if ev.Type == log.TypeWebhook {
+			c.webhook.URL, c.webhook.BatchSize = wh.URL, wh.BatchSize
+		} else if wh.Cursor > c.webhook.Cursor {
+			c.webhook.Cursor = wh.Cursor
+		}
+		return res, rec, &c, nil
+	}
 	if ev.Type == log.TypeMember {
 		var mb Member
 		if err := msgpack.Unmarshal(ev.Payload, &mb); err != nil {
@@ -196,6 +212,9 @@ func withMember(s *State, index uint64, mb Member) *State {
 	}
 	return &c
 }
+
+// EncodeWebhook builds the payload of a webhook or cursor event.
+func EncodeWebhook(w Webhook) ([]byte, error) { return msgpack.Marshal(w) }
 
 // EncodeMember builds the payload of a member event.
 func EncodeMember(m Member) ([]byte, error) { return msgpack.Marshal(m) }
@@ -257,6 +276,7 @@ type snapHeader struct {
 	Version int      `msgpack:"v"`
 	Index   uint64   `msgpack:"i"`
 	Members []Member `msgpack:"m"`
+	Webhook Webhook  `msgpack:"w"`
 }
 
 type snapEntity struct {
@@ -272,7 +292,7 @@ func (m *Machine) Persist(s *State, w io.Writer) error {
 	}
 	bw := bufio.NewWriter(w)
 	enc := msgpack.NewEncoder(bw)
-	h := &snapHeader{Version: 1, Index: s.Index}
+	h := &snapHeader{Version: 1, Index: s.Index, Webhook: s.webhook}
 	for _, mb := range s.members {
 		h.Members = append(h.Members, mb)
 	}
@@ -333,6 +353,7 @@ func (m *Machine) Restore(r io.Reader) error {
 		return fmt.Errorf("restore history: %w", err)
 	}
 	next := t.commit(h.Index)
+	next.webhook = h.Webhook
 	next.members = map[string]Member{}
 	for _, mb := range h.Members {
 		next.members[mb.ID] = mb

@@ -45,6 +45,10 @@ type State struct {
 	// node can find the leader's admin API (small; copied on write).
 	members map[string]Member
 
+	// webhook is the audit webhook destination and how far delivery got;
+	// replicated so a new leader resumes where the old one stopped.
+	webhook Webhook
+
 	// hash is the XOR of every entity's content hash: order-independent
 	// and updated in O(1) per change, so nodes can compare configurations
 	// without walking them.
@@ -62,6 +66,16 @@ type Member struct {
 	PublicKey string `msgpack:"pk,omitempty" json:"public_key,omitempty"`
 	Removed   bool   `msgpack:"removed,omitempty" json:"-"`
 }
+
+// Webhook is the audit webhook configuration and delivery cursor.
+type Webhook struct {
+	URL       string `msgpack:"url" json:"url"`
+	BatchSize int    `msgpack:"batch" json:"batch_size"`
+	Cursor    uint64 `msgpack:"cursor" json:"cursor"` // last delivered index
+}
+
+// Webhook returns the audit webhook settings.
+func (s *State) Webhook() Webhook { return s.webhook }
 
 // Members returns the advertised addresses by node id.
 func (s *State) Members() map[string]Member { return s.members }

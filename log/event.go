@@ -32,6 +32,10 @@ const (
 	// TypeDenied records an admin request refused for lack of permission.
 	// It changes no state, so older nodes may skip it.
 	TypeDenied Type = 4 | IgnoreUnknown
+	// TypeWebhook sets (or clears) the audit webhook destination.
+	TypeWebhook Type = 5
+	// TypeCursor records how far the audit webhook has delivered.
+	TypeCursor Type = 6
 )
 
 // Ops carried by TypeEntity events.
@@ -81,7 +85,7 @@ func Decode(b []byte) (*Event, error) {
 	}
 	t := Type(b[0])
 	switch t &^ IgnoreUnknown {
-	case TypeEntity, TypeBatch, TypeMember, TypeDenied &^ IgnoreUnknown:
+	case TypeEntity, TypeBatch, TypeMember, TypeDenied &^ IgnoreUnknown, TypeWebhook, TypeCursor:
 	default:
 		if t&IgnoreUnknown != 0 {
 			return nil, ErrUnknownType

@@ -279,6 +279,8 @@ func run(ctx context.Context, cfg runConfig) error {
 		}
 	}
 
+	go api.DeliverWebhook(bctx)
+
 	errc := make(chan error, 3)
 	go func() { errc <- px.Serve(proxyLn) }()
 	go func() { errc <- adminSrv.Serve(adminLn) }()

@@ -1,0 +1,151 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/fsm"
+	"github.com/gatehouse-gw/gatehouse/log"
+)
+
+// The audit webhook sink: the leader posts every committed event to one
+// destination, in order, in batches, at least once. How far it got (the
+// cursor) is itself a replicated event, so a restarted node or a new
+// leader resumes from there: nothing is skipped, and a batch whose
+// acknowledgement was lost is sent again.
+
+// webhookSettings serves GET, PUT and DELETE /audit/webhook.
+func (s *Server) webhookSettings(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case "GET", "HEAD":
+		writeJSON(w, 200, s.cfg.Store.State().Webhook())
+		return
+	case "DELETE":
+		s.appendWebhook(w, r, log.TypeWebhook, fsm.Webhook{}, 204)
+		return
+	}
+	var req fsm.Webhook
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil {
+		message(w, 400, `expected {"url": "...", "batch_size": N}`)
+		return
+	}
+	if u, err := url.Parse(req.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		message(w, 400, "url must be an http or https URL")
+		return
+	}
+	if req.BatchSize <= 0 {
+		req.BatchSize = 100
+	}
+	if req.BatchSize > 1000 {
+		message(w, 400, "batch_size must be between 1 and 1000")
+		return
+	}
+	s.appendWebhook(w, r, log.TypeWebhook, req, 200)
+}
+
+func (s *Server) appendWebhook(w http.ResponseWriter, r *http.Request, t log.Type, wh fsm.Webhook, status int) {
+	payload, _ := fsm.EncodeWebhook(wh)
+	source, reqID, node := s.origin(r)
+	data, err := log.Encode(&log.Event{Type: t, Time: time.Now().UnixNano(), Actor: actorOf(r), Source: source,
+		RequestID: reqID, Node: node, Op: "update", Entity: "audit_webhook", Payload: payload})
+	if err != nil {
+		message(w, 500, "An unexpected error occurred")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), commitTimeout)
+	defer cancel()
+	res, err := s.cfg.Appender.Apply(ctx, data)
+	if err != nil {
+		appendError(w, err)
+		return
+	}
+	w.Header().Set("X-Gatehouse-Config-Index", strconv.FormatUint(res.Index, 10))
+	if status == 204 {
+		w.WriteHeader(204)
+		return
+	}
+	writeJSON(w, status, s.cfg.Store.State().Webhook())
+}
+
+// DeliverWebhook runs the sink until ctx ends. Only the leader delivers;
+// on other nodes the loop idles. Failed posts back off exponentially up to
+// 30 s.
+func (s *Server) DeliverWebhook(ctx context.Context) {
+	client := &http.Client{Timeout: 10 * time.Second}
+	backoff := time.Duration(0)
+	for {
+		wait := 200 * time.Millisecond
+		if backoff > 0 {
+			wait = backoff
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if s.cfg.Cluster == nil || !s.cfg.Cluster.IsLeader() {
+			continue
+		}
+		wh := s.cfg.Store.State().Webhook()
+		if wh.URL == "" {
+			continue
+		}
+		rows, last, err := s.pending(wh)
+		if err != nil || len(rows) == 0 {
+			continue
+		}
+		body, _ := json.Marshal(map[string]any{"events": rows})
+		req, _ := http.NewRequestWithContext(ctx, "POST", wh.URL, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		if err != nil || resp.StatusCode/100 != 2 {
+			backoff = min(max(2*backoff, 250*time.Millisecond), 30*time.Second)
+			slog.Warn("audit webhook delivery failed", "url", wh.URL, "err", err)
+			continue
+		}
+		backoff = 0
+		if err := s.advanceCursor(ctx, last); err != nil {
+			slog.Warn("audit webhook cursor not recorded; the batch will be sent again", "err", err)
+		}
+	}
+}
+
+// pending returns the next batch after the cursor. Cursor events are not
+// delivered: they only say how far delivery got.
+func (s *Server) pending(wh fsm.Webhook) ([]any, uint64, error) {
+	var rows []any
+	var last uint64
+	err := s.cfg.Store.History().Range(wh.Cursor+1, 0, func(rec *log.Record) bool {
+		last = rec.Event.Index
+		if rec.Type == log.TypeCursor {
+			return true
+		}
+		rows = append(rows, s.sign(log.RowOf(rec)))
+		return len(rows) < wh.BatchSize
+	})
+	return rows, last, err
+}
+
+func (s *Server) advanceCursor(ctx context.Context, last uint64) error {
+	payload, _ := fsm.EncodeWebhook(fsm.Webhook{Cursor: last})
+	data, err := log.Encode(&log.Event{Type: log.TypeCursor, Time: time.Now().UnixNano(), Actor: "webhook",
+		Node: s.cfg.NodeID, Op: "deliver", Entity: "audit_webhook", EntityID: strconv.FormatUint(last, 10), Payload: payload})
+	if err != nil {
+		return err
+	}
+	actx, cancel := context.WithTimeout(ctx, commitTimeout)
+	defer cancel()
+	_, err = s.cfg.Appender.Apply(actx, data)
+	return err
+}
