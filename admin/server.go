@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -39,6 +40,7 @@ type Store interface {
 	History() *log.History
 	StateAt(index uint64) (*fsm.State, error)
 	IndexAt(unixNano int64) (uint64, error)
+	Persist(s *fsm.State, w io.Writer) error
 }
 
 // Appender appends an encoded event and returns the fold's result once it

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -362,6 +363,20 @@ func (n *Node) AppendAnywhere(ctx context.Context, data []byte) error {
 	resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("leader refused the event: %s", resp.Status)
+	}
+	return nil
+}
+
+// RestoreBackup replaces the whole cluster's state with a backup written
+// by fsm.Machine.Persist: Raft installs it as a snapshot on the leader and
+// ships it to the followers (disaster recovery into a fresh cluster; the
+// current configuration and history are replaced). Leader only.
+func (n *Node) RestoreBackup(r io.Reader, size int64) error {
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	if err := n.raft.Restore(&raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}, r, time.Minute); err != nil {
+		return fmt.Errorf("restore backup: %w", err)
 	}
 	return nil
 }
