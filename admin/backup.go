@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+
+	"github.com/gatehouse-gw/gatehouse/fsm"
 )
 
 // backup serves GET /cluster/backup[?at=INDEX|TIME]: the configuration
@@ -45,6 +47,10 @@ func (s *Server) restoreBackup(w http.ResponseWriter, r *http.Request) {
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		message(w, 500, "An unexpected error occurred")
+		return
+	}
+	if err := fsm.VerifyBackup(f, size); err != nil {
+		message(w, 400, "refusing to restore: "+err.Error()+"; nothing was changed")
 		return
 	}
 	if err := s.cfg.Cluster.RestoreBackup(f, size); err != nil {

@@ -285,6 +285,19 @@ func TestBackupAndRestoreIntoFreshNode(t *testing.T) {
 	}
 
 	dst := harness.Start(t, harness.Options{NodeID: "backup-dst"})
+	// Bad files are refused and change nothing.
+	good := mustRead(t, file)
+	altered := append([]byte(nil), good...)
+	altered[len(altered)/2] ^= 0xff
+	for name, b := range map[string][]byte{"truncated": good[:len(good)-100], "altered": altered} {
+		bad := t.TempDir() + "/" + name
+		writeFile(t, bad, b)
+		out, err := exec.Command(harness.Binary(t), "restore", "--admin", dst.AdminURL, bad).CombinedOutput()
+		if err == nil || !bytes.Contains(out, []byte("refusing to restore")) {
+			t.Errorf("%s backup: want a refusal, got err=%v\n%s", name, err, out)
+		}
+	}
+	harness.ExpectStatus(t, harness.Get(t, dst.Admin("/services/saved")), 404)
 	if out, err := exec.Command(harness.Binary(t), "restore", "--admin", dst.AdminURL, file).CombinedOutput(); err != nil {
 		t.Fatalf("restore: %v\n%s", err, out)
 	}
