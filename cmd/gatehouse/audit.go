@@ -263,16 +263,29 @@ func backupCommand() *cli.Command {
 
 func restoreCommand() *cli.Command {
 	return &cli.Command{
-		Name:      "restore",
-		Usage:     "replace a cluster's configuration and history with a backup (disaster recovery)",
-		ArgsUsage: "FILE",
-		Flags:     []cli.Flag{adminFlag(), tokenFlag()},
+		Name: "restore",
+		Usage: "--to TIME|INDEX: put the live configuration back to that point (one audited event); " +
+			"--from FILE (or FILE): replace a cluster's configuration and history with a backup (disaster recovery)",
+		ArgsUsage: "[FILE]",
+		Flags: []cli.Flag{adminFlag(), tokenFlag(),
+			&cli.StringFlag{Name: "to", Usage: "log index or RFC 3339 time to restore the live configuration to"},
+			&cli.StringFlag{Name: "from", Usage: "backup file"}},
 		Action: func(c *cli.Context) error {
 			apiToken = c.String("token")
-			if c.NArg() != 1 {
-				return errors.New("usage: gatehouse restore [flags] FILE")
+			from := c.String("from")
+			if from == "" && c.NArg() == 1 {
+				from = c.Args().First()
 			}
-			f, err := os.Open(c.Args().First())
+			if to := c.String("to"); to != "" {
+				if from != "" {
+					return errors.New("--to with a backup: take the backup with 'gatehouse backup --at' instead")
+				}
+				return call(c.String("admin"), "POST", "/audit/restore", map[string]any{"at": to}, os.Stdout)
+			}
+			if from == "" {
+				return errors.New("usage: gatehouse restore --to TIME|INDEX, or gatehouse restore --from FILE")
+			}
+			f, err := os.Open(from)
 			if err != nil {
 				return err
 			}

@@ -261,9 +261,12 @@ func TestPointInTimeRestore(t *testing.T) {
 	if ev.JSON(t)["op"] != "restore" || ev.JSON(t)["entity_id"] != mark {
 		t.Errorf("restore event: %s", ev.Text())
 	}
-	// And undoable: restoring to just before it brings the damage back.
+	// And undoable (here with the CLI): restoring to just before it brings
+	// the damage back.
 	before, _ := strconv.Atoi(restoredAt)
-	harness.ExpectStatus(t, harness.JSON(t, "POST", n.Admin("/audit/restore"), map[string]any{"at": strconv.Itoa(before - 1)}), 200)
+	if out, err := exec.Command(harness.Binary(t), "restore", "--admin", n.AdminURL, "--to", strconv.Itoa(before-1)).CombinedOutput(); err != nil {
+		t.Fatalf("gatehouse restore --to: %v\n%s", err, out)
+	}
 	harness.ExpectStatus(t, harness.Get(t, n.Admin("/consumers/mallory")), 200)
 }
 
