@@ -55,7 +55,9 @@ func (s *Server) recordDenied(r *http.Request, p *principal) {
 	}
 	source, reqID, node := s.origin(r)
 	ev := &log.Event{Type: log.TypeDenied, Time: time.Now().UnixNano(), Actor: p.actor, Source: source,
-		RequestID: reqID, Node: node, Op: p.perm.op, Entity: p.perm.entity, EntityID: r.URL.Path,
+		// The path is kept only in the (never shown) payload: it may hold
+		// a credential, e.g. GET /key-auths/{key}.
+		RequestID: reqID, Node: node, Op: p.perm.op, Entity: p.perm.entity,
 		Payload: []byte(r.Method + " " + r.URL.Path + ": missing permission '" + p.perm.String() + "'")}
 	data, err := log.Encode(ev)
 	if err != nil {

@@ -498,7 +498,10 @@ func (s *Server) commitReveal(w http.ResponseWriter, r *http.Request, st *fsm.St
 	w.Header().Set(hdrRequestID, reqID)
 	ev := &log.Event{Type: log.TypeEntity, Time: now, Actor: actorOf(r), Source: source,
 		RequestID: reqID, Node: node, Op: cmd.Op, Entity: cmd.Kind, EntityID: cmd.Key, Payload: payload}
-	if cmd.Op == log.OpCreate {
+	if cmd.Op == log.OpCreate || !fsm.IsUUID(cmd.Key) {
+		// A non-UUID key in the URL may be a secret (PUT
+		// /consumers/c/key-auth/{key}); the event names the entity by the
+		// id the fold gives it instead.
 		ev.EntityID = cmd.NewID
 	}
 	data, err := log.Encode(ev)

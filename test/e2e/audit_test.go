@@ -323,3 +323,28 @@ func TestBackupAndRestoreIntoFreshNode(t *testing.T) {
 		t.Error("the restored node's history lacks the source's events")
 	}
 }
+
+// TestSecretsNeverInAuditViews creates key-auth credentials every way a
+// key can be given (body, URL key of a PUT) and looks for the keys in the
+// audit API and an export.
+func TestSecretsNeverInAuditViews(t *testing.T) {
+	n := harness.Start(t, harness.Options{NodeID: "secrets"})
+	a := admin{n}
+	a.create(t, "/consumers", map[string]any{"username": "holder"})
+	const inBody, inURL = "sekret-in-the-body-0123456789", "sekret-in-the-url-0123456789"
+	harness.ExpectStatus(t, harness.JSON(t, "POST", n.Admin("/consumers/holder/key-auth"), map[string]any{"key": inBody}), 201)
+	harness.ExpectStatus(t, harness.JSON(t, "PUT", n.Admin("/consumers/holder/key-auth/"+inURL), map[string]any{}), 200)
+	harness.ExpectStatus(t, harness.Method(t, "DELETE", n.Admin("/key-auths/"+inBody)), 204)
+
+	views := harness.Get(t, n.Admin("/audit/events?size=1000")).Text()
+	file := t.TempDir() + "/export.jsonl"
+	if out, err := exec.Command(harness.Binary(t), "audit", "export", "--admin", n.AdminURL, "--out", file).CombinedOutput(); err != nil {
+		t.Fatalf("export: %v\n%s", err, out)
+	}
+	export := string(mustRead(t, file))
+	for _, secret := range []string{inBody, inURL} {
+		if bytes.Contains([]byte(views), []byte(secret)) || bytes.Contains([]byte(export), []byte(secret)) {
+			t.Errorf("key %q appears in clear in the audit views or export", secret)
+		}
+	}
+}
