@@ -384,25 +384,9 @@ func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
 		message(w, 500, "An unexpected error occurred")
 		return
 	}
-	source, reqID, node := s.origin(r)
-	w.Header().Set(hdrRequestID, reqID)
-	data, err := log.Encode(&log.Event{Type: log.TypeBatch, Time: now, Actor: actorOf(r), Source: source,
-		RequestID: reqID, Node: node, Op: "restore", Entity: "config", EntityID: strconv.FormatUint(idx, 10),
-		Payload: payload})
-	if err != nil {
-		message(w, 500, "An unexpected error occurred")
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), commitTimeout)
-	defer cancel()
-	res, err := s.cfg.Appender.Apply(ctx, data)
-	if err != nil {
-		appendError(w, err)
-		return
-	}
-	w.Header().Set("X-Gatehouse-Config-Index", strconv.FormatUint(res.Index, 10))
-	if res.Err != nil {
-		writeError(w, res.Err)
+	res, ok := s.appendRequestEvent(w, r, &log.Event{Type: log.TypeBatch, Time: now, Op: "restore",
+		Entity: "config", EntityID: strconv.FormatUint(idx, 10), Payload: payload})
+	if !ok {
 		return
 	}
 	writeJSON(w, 200, map[string]any{"restored_to": idx, "index": res.Index, "commands": len(cmds)})

@@ -472,6 +472,36 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, c *collection, op
 	s.commit(w, r, st, cmd, status)
 }
 
+// appendRequestEvent stamps ev with the request's actor and origin,
+// appends it and waits for it to apply. Failures, including the fold's
+// rejection, are answered here; ok is false when a response was written.
+func (s *Server) appendRequestEvent(w http.ResponseWriter, r *http.Request, ev *log.Event) (*fsm.Result, bool) {
+	source, reqID, node := s.origin(r)
+	ev.Actor, ev.Source, ev.RequestID, ev.Node = actorOf(r), source, reqID, node
+	if ev.Time == 0 {
+		ev.Time = time.Now().UnixNano()
+	}
+	w.Header().Set(hdrRequestID, reqID)
+	data, err := log.Encode(ev)
+	if err != nil {
+		message(w, 500, "An unexpected error occurred")
+		return nil, false
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), commitTimeout)
+	defer cancel()
+	res, err := s.cfg.Appender.Apply(ctx, data)
+	if err != nil {
+		appendError(w, err)
+		return nil, false
+	}
+	w.Header().Set("X-Gatehouse-Config-Index", strconv.FormatUint(res.Index, 10))
+	if res.Err != nil {
+		writeError(w, res.Err)
+		return nil, false
+	}
+	return res, true
+}
+
 // commitTimeout bounds how long a write waits for its event to commit.
 const commitTimeout = 8 * time.Second
 
@@ -494,31 +524,15 @@ func (s *Server) commitReveal(w http.ResponseWriter, r *http.Request, st *fsm.St
 		message(w, 500, "An unexpected error occurred")
 		return
 	}
-	source, reqID, node := s.origin(r)
-	w.Header().Set(hdrRequestID, reqID)
-	ev := &log.Event{Type: log.TypeEntity, Time: now, Actor: actorOf(r), Source: source,
-		RequestID: reqID, Node: node, Op: cmd.Op, Entity: cmd.Kind, EntityID: cmd.Key, Payload: payload}
+	ev := &log.Event{Type: log.TypeEntity, Time: now, Op: cmd.Op, Entity: cmd.Kind, EntityID: cmd.Key, Payload: payload}
 	if cmd.Op == log.OpCreate || !fsm.IsUUID(cmd.Key) {
 		// A non-UUID key in the URL may be a secret (PUT
 		// /consumers/c/key-auth/{key}); the event names the entity by the
 		// id the fold gives it instead.
 		ev.EntityID = cmd.NewID
 	}
-	data, err := log.Encode(ev)
-	if err != nil {
-		message(w, 500, "An unexpected error occurred")
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), commitTimeout)
-	defer cancel()
-	res, err := s.cfg.Appender.Apply(ctx, data)
-	if err != nil {
-		appendError(w, err)
-		return
-	}
-	w.Header().Set("X-Gatehouse-Config-Index", strconv.FormatUint(res.Index, 10))
-	if res.Err != nil {
-		writeError(w, res.Err)
+	res, ok := s.appendRequestEvent(w, r, ev)
+	if !ok {
 		return
 	}
 	if cmd.Op == log.OpDelete || res.Entity == nil {

@@ -52,21 +52,9 @@ func (s *Server) webhookSettings(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) appendWebhook(w http.ResponseWriter, r *http.Request, t log.Type, wh fsm.Webhook, status int) {
 	payload, _ := fsm.EncodeWebhook(wh)
-	source, reqID, node := s.origin(r)
-	data, err := log.Encode(&log.Event{Type: t, Time: time.Now().UnixNano(), Actor: actorOf(r), Source: source,
-		RequestID: reqID, Node: node, Op: "update", Entity: "audit_webhook", Payload: payload})
-	if err != nil {
-		message(w, 500, "An unexpected error occurred")
+	if _, ok := s.appendRequestEvent(w, r, &log.Event{Type: t, Op: "update", Entity: "audit_webhook", Payload: payload}); !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), commitTimeout)
-	defer cancel()
-	res, err := s.cfg.Appender.Apply(ctx, data)
-	if err != nil {
-		appendError(w, err)
-		return
-	}
-	w.Header().Set("X-Gatehouse-Config-Index", strconv.FormatUint(res.Index, 10))
 	if status == 204 {
 		w.WriteHeader(204)
 		return
