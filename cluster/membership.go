@@ -98,11 +98,17 @@ func (n *Node) tryJoin() {
 
 func (n *Node) post(url string, body any) error {
 	b, _ := json.Marshal(body)
-	req, err := http.NewRequest("POST", url, bytes.NewReader(b))
+	return n.send(context.Background(), url, "application/json", b)
+}
+
+// send POSTs to another node's admin API with this node's cluster token;
+// a non-2xx answer is an error.
+func (n *Node) send(ctx context.Context, url, contentType string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", contentType)
 	if n.cfg.Token != "" {
 		req.Header.Set("Kong-Admin-Token", n.cfg.Token)
 	}
@@ -348,23 +354,7 @@ func (n *Node) AppendAnywhere(ctx context.Context, data []byte) error {
 	if !ok || lm.Admin == "" {
 		return ErrNoLeader
 	}
-	req, err := http.NewRequestWithContext(ctx, "POST", AdminURL(lm.Admin)+"/cluster/events", bytes.NewReader(data))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	if n.cfg.Token != "" {
-		req.Header.Set("Kong-Admin-Token", n.cfg.Token)
-	}
-	resp, err := peerClient.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("leader refused the event: %s", resp.Status)
-	}
-	return nil
+	return n.send(ctx, AdminURL(lm.Admin)+"/cluster/events", "application/octet-stream", data)
 }
 
 // RestoreBackup replaces the whole cluster's state with a backup written
