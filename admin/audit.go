@@ -291,19 +291,8 @@ func (s *Server) readState(w http.ResponseWriter, r *http.Request) (*fsm.State, 
 	if at == "" || r.Method != "GET" && r.Method != "HEAD" {
 		return s.cfg.Store.State(), true
 	}
-	idx, t, err := parsePoint(at)
-	if err != nil {
-		message(w, 400, "at must be a log index or an RFC 3339 time")
-		return nil, false
-	}
-	if idx == 0 {
-		if idx, err = s.cfg.Store.IndexAt(t); err != nil {
-			message(w, 500, "An unexpected error occurred")
-			return nil, false
-		}
-	}
-	if cur := s.cfg.Store.State().Index; idx > cur {
-		message(w, 400, "at is beyond the current log index "+strconv.FormatUint(cur, 10))
+	idx, ok := s.resolvePoint(w, "at", at)
+	if !ok {
 		return nil, false
 	}
 	st, err := s.cfg.Store.StateAt(idx)
@@ -320,9 +309,51 @@ func (s *Server) readState(w http.ResponseWriter, r *http.Request) (*fsm.State, 
 // operator out, or back in someone who was removed).
 var restorable = []string{fsm.Services, fsm.Routes, fsm.Consumers, fsm.Upstreams, fsm.Targets, fsm.KeyAuths, fsm.Plugins}
 
+// restoreCommands is the batch that turns cur into past: deletions of
+// what past lacks (children first), then upserts, with their ids, of what
+// past has and cur has not or has differently (parents first). With all
+// set, every current entity is deleted and every past one re-created.
+func restoreCommands(cur, past *fsm.State, all bool) []*fsm.Command {
+	var dels, puts []*fsm.Command
+	put := func(e *fsm.Entity) {
+		body := make(map[string]any, len(e.Data))
+		for k, v := range e.Data {
+			if k != "id" && k != "created_at" && k != "updated_at" {
+				body[k] = v
+			}
+		}
+		puts = append(puts, &fsm.Command{Op: log.OpUpsert, Kind: e.Kind, Key: e.ID, NewID: e.ID, Body: body})
+	}
+	if all {
+		for i := len(restorable) - 1; i >= 0; i-- {
+			cur.Walk(restorable[i], "", func(e *fsm.Entity) bool {
+				dels = append(dels, &fsm.Command{Op: log.OpDelete, Kind: e.Kind, Key: e.ID})
+				return true
+			})
+		}
+		for _, kind := range restorable {
+			past.Walk(kind, "", func(e *fsm.Entity) bool { put(e); return true })
+		}
+		return append(dels, puts...)
+	}
+	diffs := fsm.Diff(cur, past, restorable)
+	for i := len(diffs) - 1; i >= 0; i-- {
+		if d := diffs[i]; d.After == nil {
+			dels = append(dels, &fsm.Command{Op: log.OpDelete, Kind: d.Kind, Key: d.ID})
+		}
+	}
+	for _, d := range diffs {
+		if d.After != nil {
+			put(d.After)
+		}
+	}
+	return append(dels, puts...)
+}
+
 // restore serves POST /audit/restore {"at": INDEX|TIME}: the configuration
 // goes back to what it was at that point, as ONE new event (a batch that
-// deletes today's entities and re-creates the past ones with their ids),
+// deletes, re-creates and rewrites, with their ids, the entities that
+// differ),
 // so history stays linear, the restore is audited, and undoing it is a
 // restore to the index just before it.
 func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
@@ -333,48 +364,24 @@ func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
 		message(w, 400, `expected {"at": <log index or RFC 3339 time>}`)
 		return
 	}
-	at := strings.Trim(string(req.At), `"`)
-	idx, t, err := parsePoint(at)
-	if err != nil {
-		message(w, 400, "at must be a log index or an RFC 3339 time")
+	idx, ok := s.resolvePoint(w, "at", strings.Trim(string(req.At), `"`))
+	if !ok {
 		return
-	}
-	if idx == 0 {
-		if idx, err = s.cfg.Store.IndexAt(t); err != nil {
-			message(w, 500, "An unexpected error occurred")
-			return
-		}
 	}
 	cur := s.cfg.Store.State()
-	if idx > cur.Index {
-		message(w, 400, "at is beyond the current log index "+strconv.FormatUint(cur.Index, 10))
-		return
-	}
 	past, err := s.cfg.Store.StateAt(idx)
 	if err != nil {
 		message(w, 500, "An unexpected error occurred")
 		return
 	}
-	var cmds []*fsm.Command
-	for i := len(restorable) - 1; i >= 0; i-- {
-		cur.Walk(restorable[i], "", func(e *fsm.Entity) bool {
-			cmds = append(cmds, &fsm.Command{Op: log.OpDelete, Kind: e.Kind, Key: e.ID})
-			return true
-		})
-	}
-	for _, kind := range restorable {
-		past.Walk(kind, "", func(e *fsm.Entity) bool {
-			body := make(map[string]any, len(e.Data))
-			for k, v := range e.Data {
-				if k != "id" && k != "created_at" && k != "updated_at" {
-					body[k] = v
-				}
-			}
-			cmds = append(cmds, &fsm.Command{Op: log.OpUpsert, Kind: e.Kind, Key: e.ID, NewID: e.ID, Body: body})
-			return true
-		})
-	}
 	now := time.Now().UnixNano()
+	cmds := restoreCommands(cur, past, false)
+	if _, _, ferr := s.cfg.Store.Fold().ApplyAll(cur, cur.Index, now, cmds); ferr != nil {
+		// Only what differs is rewritten, in dependency order; that can
+		// still trip over a unique name that moved from one entity to
+		// another. Rewriting everything never does.
+		cmds = restoreCommands(cur, past, true)
+	}
 	if _, _, ferr := s.cfg.Store.Fold().ApplyAll(cur, cur.Index, now, cmds); ferr != nil {
 		writeError(w, ferr)
 		return

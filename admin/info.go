@@ -41,6 +41,8 @@ func (s *Server) routes() {
 	r.HandleFunc("/audit/events/{index}", s.auditEvent).Methods("GET")
 	r.HandleFunc("/audit/jwks.json", s.jwks).Methods("GET")
 	r.HandleFunc("/audit/restore", s.restore).Methods("POST")
+	r.HandleFunc("/audit/diff", s.auditDiff).Methods("GET")
+	r.HandleFunc("/config", s.configDump).Methods("GET")
 	r.HandleFunc("/audit/webhook", s.webhookSettings).Methods("GET", "HEAD", "PUT", "POST", "DELETE")
 	r.HandleFunc("/tags", s.tagsList).Methods("GET")
 	r.HandleFunc("/tags/{tag}", s.tagsList).Methods("GET")

@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -249,6 +250,9 @@ func (n *Node) WaitRegistered(ctx context.Context) error {
 // register makes sure this node's own addresses are in the replicated
 // state, so any node can find it (and forward to it when it leads).
 func (n *Node) register() {
+	if n.IsLeader() && len(n.machine.State().Salt()) == 0 {
+		n.chooseSalt()
+	}
 	self := n.self()
 	if cur, ok := n.machine.State().Members()[self.ID]; ok && cur == self {
 		return
@@ -268,6 +272,27 @@ func (n *Node) register() {
 	}
 	if err := n.post(AdminURL(lm.Admin)+"/cluster/members", self); err != nil {
 		slog.Debug("register with leader", "err", err)
+	}
+}
+
+// chooseSalt appends the cluster's audit HMAC key. The first one
+// committed wins; a second (from a leader change mid-way) is ignored by
+// the fold.
+func (n *Node) chooseSalt() {
+	salt := make([]byte, 32)
+	if _, err := rand.Read(salt); err != nil {
+		slog.Error("audit salt", "err", err)
+		return
+	}
+	data, err := log.Encode(&log.Event{Type: log.TypeSalt, Time: time.Now().UnixNano(), Actor: "cluster",
+		Node: n.cfg.NodeID, Op: "create", Entity: "audit_salt", Payload: salt})
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if _, err := n.Apply(ctx, data); err != nil {
+		slog.Debug("audit salt", "err", err)
 	}
 }
 

@@ -94,7 +94,7 @@ func (f *Fold) begin(s *State) *txn {
 func (t *txn) commit(index uint64) *State {
 	return &State{Index: index, entities: t.entities.Commit(), unique: t.unique.Commit(),
 		children: t.children.Commit(), tags: t.tags.Commit(), pluginNames: t.names,
-		consumerPlugins: t.consumer, members: t.base.members, webhook: t.base.webhook, hash: t.hash}
+		consumerPlugins: t.consumer, meta: t.base.meta, hash: t.hash}
 }
 
 // view returns the state as modified so far by this transaction, for
@@ -102,7 +102,7 @@ func (t *txn) commit(index uint64) *State {
 func (t *txn) view() *State {
 	return &State{entities: t.entities.CommitOnly(), unique: t.unique.CommitOnly(),
 		children: t.children.CommitOnly(), tags: t.tags.CommitOnly(), pluginNames: t.names,
-		consumerPlugins: t.consumer, members: t.base.members, webhook: t.base.webhook, hash: t.hash}
+		consumerPlugins: t.consumer, meta: t.base.meta, hash: t.hash}
 }
 
 // Apply folds one command into s. now is the event time in unix

@@ -330,7 +330,7 @@ var targetSchema = &schema.Schema{Name: Targets, Fields: []*schema.Field{
 var keyAuthSchema = &schema.Schema{Name: KeyAuths, Fields: []*schema.Field{
 	idField(), tsField("created_at"),
 	foreign("consumer", Consumers, true),
-	{Name: "key", Type: schema.String, Unique: true, Auto: true, MinLen: 1},
+	{Name: "key", Type: schema.String, Unique: true, Auto: true, MinLen: 1, Secret: true},
 	{Name: "ttl", Type: schema.Integer, Between: between(0, 100000000)},
 	tagsField(),
 }}
@@ -345,7 +345,7 @@ var adminSchema = &schema.Schema{Name: Admins, Fields: []*schema.Field{
 	idField(), tsField("created_at"), tsField("updated_at"),
 	{Name: "username", Type: schema.String, Required: true, Unique: true, Match: nameRe,
 		MatchEr: "invalid value: must only contain alphanumeric and '., -, _, ~' characters"},
-	{Name: "token_hash", Type: schema.String, Required: true, Unique: true},
+	{Name: "token_hash", Type: schema.String, Required: true, Unique: true, Secret: true},
 	{Name: "roles", Type: schema.Set, Default: []any{}, Required: true, Elements: &schema.Field{Type: schema.String}},
 	{Name: "teams", Type: schema.Set, Default: []any{}, Required: true, Elements: &schema.Field{Type: schema.String}},
 	tagsField(),

@@ -49,6 +49,8 @@ type Machine struct {
 	mu     sync.Mutex // serialises apply/restore and subscriber calls
 	subs   []func(Update)
 	notify chan struct{} // closed and replaced on every new state
+
+	cps checkpoints // past states, for time travel
 }
 
 // New creates a machine over history with the given plugin registry.
@@ -129,6 +131,9 @@ func (m *Machine) ApplyBatch(entries []Entry) []*Result {
 		slog.Error("history append failed", "err", err)
 	}
 	m.publish(Update{Prev: prev, Next: s, Changes: changes})
+	if prev.Index/checkpointEvery != s.Index/checkpointEvery {
+		m.cps.add(s)
+	}
 	return results
 }
 
@@ -146,6 +151,26 @@ func (m *Machine) applyOne(s *State, en Entry) (*Result, *log.Record, *State, []
 		return res, nil, withIndex(s, en.Index), nil
 	}
 	ev.Index = en.Index
+	if ev.Time < s.lastTime {
+		// The leader stamps events before they are appended, so two
+		// concurrent requests can commit out of time order. Clamping
+		// here (deterministically, on every node) keeps the history
+		// ordered by time too.
+		ev.Time = s.lastTime
+	}
+	res, rec, next, changes := m.applyEvent(s, ev)
+	if next.lastTime != ev.Time {
+		if next == s {
+			next = withIndex(s, en.Index)
+		}
+		next.lastTime = ev.Time
+	}
+	return res, rec, next, changes
+}
+
+func (m *Machine) applyEvent(s *State, ev *log.Event) (*Result, *log.Record, *State, []Change) {
+	res := &Result{Index: ev.Index}
+	en := Entry{Index: ev.Index}
 	rec := &log.Record{Event: *ev, Type: ev.Type, Outcome: "applied"}
 	if ev.Type == log.TypeDenied {
 		rec.Outcome = "denied"
@@ -167,6 +192,15 @@ func (m *Machine) applyOne(s *State, en Entry) (*Result, *log.Record, *State, []
 			c.webhook.Cursor = wh.Cursor
 		}
 		return res, rec, &c, nil
+	}
+	if ev.Type == log.TypeSalt {
+		c := withIndex(s, en.Index)
+		if len(c.salt) == 0 && len(ev.Payload) >= 16 {
+			c.salt = append([]byte(nil), ev.Payload...)
+		}
+		// The key itself never enters the history's views.
+		rec.Event.Payload = nil
+		return res, rec, c, nil
 	}
 	if ev.Type == log.TypeMember {
 		var mb Member
@@ -197,6 +231,7 @@ func (m *Machine) applyOne(s *State, en Entry) (*Result, *log.Record, *State, []
 	if len(changes) > 0 && changes[len(changes)-1].After != nil {
 		res.Entity = changes[len(changes)-1].After
 	}
+	rec.Changes = auditChanges(changes, s.salt)
 	return res, rec, next, changes
 }
 
@@ -280,6 +315,10 @@ type snapHeader struct {
 	Index   uint64   `msgpack:"i"`
 	Members []Member `msgpack:"m"`
 	Webhook Webhook  `msgpack:"w"`
+	// LastTime and Salt were added within version 2; older streams
+	// decode them as zero.
+	LastTime int64  `msgpack:"lt,omitempty"`
+	Salt     []byte `msgpack:"salt,omitempty"`
 }
 
 type snapEntity struct {
@@ -299,7 +338,7 @@ func (m *Machine) Persist(s *State, w io.Writer) error {
 	w = io.MultiWriter(w, sum)
 	bw := bufio.NewWriter(w)
 	enc := msgpack.NewEncoder(bw)
-	h := &snapHeader{Version: snapVersion, Index: s.Index, Webhook: s.webhook}
+	h := &snapHeader{Version: snapVersion, Index: s.Index, Webhook: s.webhook, LastTime: s.lastTime, Salt: s.salt}
 	for _, mb := range s.members {
 		h.Members = append(h.Members, mb)
 	}
@@ -431,6 +470,7 @@ func (m *Machine) Restore(r io.Reader) error {
 	}
 	next := t.commit(h.Index)
 	next.webhook = h.Webhook
+	next.lastTime, next.salt = h.LastTime, h.Salt
 	next.members = map[string]Member{}
 	for _, mb := range h.Members {
 		next.members[mb.ID] = mb
@@ -438,6 +478,7 @@ func (m *Machine) Restore(r io.Reader) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.publish(Update{Prev: m.state.Load(), Next: next, Reset: true})
+	m.cps.reset(next)
 	return nil
 }
 
@@ -454,47 +495,4 @@ func (m *Machine) compile(kind string, d map[string]any) any {
 	cfg, _ := d["config"].(map[string]any)
 	c, _ := def.Compile(cfg)
 	return c
-}
-
-// StateAt rebuilds the configuration as it was right after log index upto,
-// by folding the permanent history from the start: time travel costs one
-// replay, and the live state is untouched.
-func (m *Machine) StateAt(upto uint64) (*State, error) {
-	s := Empty()
-	var ferr error
-	err := m.history.Range(1, upto, func(rec *log.Record) bool {
-		ev := rec.Event
-		ev.Type = rec.Type
-		data, err := log.Encode(&ev)
-		if err != nil {
-			ferr = err
-			return false
-		}
-		_, _, s, _ = m.applyOne(s, Entry{Index: ev.Index, Data: data})
-		return true
-	})
-	if err != nil {
-		return nil, fmt.Errorf("replay history: %w", err)
-	}
-	if ferr != nil {
-		return nil, ferr
-	}
-	if s.Index < upto {
-		s = withIndex(s, upto)
-	}
-	return s, nil
-}
-
-// IndexAt returns the last log index whose event time is at or before t
-// (unix nanoseconds), 0 if none.
-func (m *Machine) IndexAt(t int64) (uint64, error) {
-	var idx uint64
-	err := m.history.Range(1, 0, func(rec *log.Record) bool {
-		if rec.Event.Time > t {
-			return false
-		}
-		idx = rec.Event.Index
-		return true
-	})
-	return idx, err
 }

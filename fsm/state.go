@@ -41,18 +41,34 @@ type State struct {
 	// proxy never re-resolves plugins after authentication.
 	consumerPlugins int
 
+	meta
+
+	// hash is the XOR of every entity's content hash: order-independent
+	// and updated in O(1) per change, so nodes can compare configurations
+	// without walking them.
+	hash [32]byte
+}
+
+// meta is the cluster-wide state that is not gateway configuration. It is
+// small and copied on write.
+type meta struct {
 	// members holds each node's advertised addresses, replicated so any
-	// node can find the leader's admin API (small; copied on write).
+	// node can find the leader's admin API.
 	members map[string]Member
 
 	// webhook is the audit webhook destination and how far delivery got;
 	// replicated so a new leader resumes where the old one stopped.
 	webhook Webhook
 
-	// hash is the XOR of every entity's content hash: order-independent
-	// and updated in O(1) per change, so nodes can compare configurations
-	// without walking them.
-	hash [32]byte
+	// lastTime is the time of the last folded event. Event times are
+	// clamped to never go backwards, so the history is ordered by time as
+	// well as by index and a time maps to an index by binary search.
+	lastTime int64
+
+	// salt keys the HMAC that stands in for secrets in audit views (Vault's
+	// approach): equal secrets hash equally, so an auditor can still tell
+	// "same key" from "different key" without ever seeing one.
+	salt []byte
 }
 
 // Member is a cluster node's advertised addresses.
@@ -99,7 +115,7 @@ func xorInto(dst *[32]byte, h [32]byte) {
 func Empty() *State {
 	return &State{
 		entities: iradix.New(), unique: iradix.New(), children: iradix.New(), tags: iradix.New(),
-		pluginNames: map[string]int{}, members: map[string]Member{},
+		pluginNames: map[string]int{}, meta: meta{members: map[string]Member{}},
 	}
 }
 

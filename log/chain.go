@@ -12,20 +12,34 @@ import (
 // Hash covers every other field, PrevHash included, so the rows form a
 // chain: changing, removing or reordering one breaks every hash after it.
 type Row struct {
-	Index         uint64  `json:"index"`
-	Time          string  `json:"time"`
-	Actor         string  `json:"actor"`
-	Source        string  `json:"source"`
-	RequestID     string  `json:"request_id"`
-	Node          string  `json:"node"`
-	Op            string  `json:"op"`
-	EntityType    string  `json:"entity_type"`
-	EntityID      string  `json:"entity_id"`
-	Outcome       string  `json:"outcome"`
-	Error         *string `json:"error"`
-	PayloadSHA256 string  `json:"payload_sha256"`
-	PrevHash      string  `json:"prev_hash"`
-	Hash          string  `json:"hash,omitempty"`
+	Index         uint64   `json:"index"`
+	Time          string   `json:"time"`
+	Actor         string   `json:"actor"`
+	Source        string   `json:"source"`
+	RequestID     string   `json:"request_id"`
+	Node          string   `json:"node"`
+	Op            string   `json:"op"`
+	EntityType    string   `json:"entity_type"`
+	EntityID      string   `json:"entity_id"`
+	Outcome       string   `json:"outcome"`
+	Error         *string  `json:"error"`
+	PayloadSHA256 string   `json:"payload_sha256"`
+	Changes       []Change `json:"changes,omitempty"`
+	PrevHash      string   `json:"prev_hash"`
+	Hash          string   `json:"hash,omitempty"`
+}
+
+// Change is what an applied event did to one entity. A creation carries
+// the entity after it, a deletion the entity before it, an update only the
+// fields that changed, before and after: everything else is derivable by
+// time travel, and the history stays small. Secret fields (key-auth keys,
+// admin token hashes) hold "hmac-sha256:<hex>" instead of their value.
+type Change struct {
+	EntityType string         `msgpack:"k" json:"entity_type"`
+	EntityID   string         `msgpack:"id" json:"entity_id"`
+	Op         string         `msgpack:"op" json:"op"` // created, updated or deleted
+	Before     map[string]any `msgpack:"b,omitempty" json:"before,omitempty"`
+	After      map[string]any `msgpack:"a,omitempty" json:"after,omitempty"`
 }
 
 // RowOf builds the audit row of a record (with its stored hashes).
@@ -35,7 +49,7 @@ func RowOf(r *Record) Row {
 		Index: r.Event.Index, Time: time.Unix(0, r.Event.Time).UTC().Format(time.RFC3339Nano),
 		Actor: r.Event.Actor, Source: r.Event.Source, RequestID: r.Event.RequestID, Node: r.Event.Node,
 		Op: r.Event.Op, EntityType: r.Event.Entity, EntityID: r.Event.EntityID, Outcome: r.Outcome,
-		PayloadSHA256: hex.EncodeToString(sum[:]), PrevHash: r.PrevHash, Hash: r.Hash,
+		PayloadSHA256: hex.EncodeToString(sum[:]), Changes: r.Changes, PrevHash: r.PrevHash, Hash: r.Hash,
 	}
 	if r.Error != "" {
 		e := r.Error

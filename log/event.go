@@ -36,6 +36,9 @@ const (
 	TypeWebhook Type = 5
 	// TypeCursor records how far the audit webhook has delivered.
 	TypeCursor Type = 6
+	// TypeSalt carries the cluster's audit HMAC key, chosen once by the
+	// first leader.
+	TypeSalt Type = 7
 )
 
 // Ops carried by TypeEntity events.
@@ -85,7 +88,7 @@ func Decode(b []byte) (*Event, error) {
 	}
 	t := Type(b[0])
 	switch t &^ IgnoreUnknown {
-	case TypeEntity, TypeBatch, TypeMember, TypeDenied &^ IgnoreUnknown, TypeWebhook, TypeCursor:
+	case TypeEntity, TypeBatch, TypeMember, TypeDenied &^ IgnoreUnknown, TypeWebhook, TypeCursor, TypeSalt:
 	default:
 		if t&IgnoreUnknown != 0 {
 			return nil, ErrUnknownType

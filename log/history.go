@@ -17,6 +17,9 @@ type Record struct {
 	Type    Type   `msgpack:"ty"`
 	Outcome string `msgpack:"out"` // "applied", "rejected" or "denied"
 	Error   string `msgpack:"err,omitempty"`
+	// Changes says what an applied event did, entity by entity, with
+	// secrets already replaced by their HMAC (see Change).
+	Changes []Change `msgpack:"ch,omitempty"`
 	// PrevHash and Hash chain the history (see Row): set by Append from
 	// the record before this one, identically on every node.
 	PrevHash string `msgpack:"ph,omitempty"`
@@ -114,6 +117,44 @@ func prevHash(b *bolt.Bucket, i uint64) (string, error) {
 		return "", fmt.Errorf("decode history record: %w", err)
 	}
 	return prev.Hash, nil
+}
+
+// IndexAt returns the last index whose event time is at or before t
+// (unix nanoseconds), 0 if none. Event times never decrease along the
+// log (the fold clamps them), so this is a binary search: about forty
+// reads whatever the history's length.
+func (h *History) IndexAt(t int64) (uint64, error) {
+	var found uint64
+	err := h.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucket).Cursor()
+		first, _ := c.First()
+		last, _ := c.Last()
+		if first == nil {
+			return nil
+		}
+		lo, hi := binary.BigEndian.Uint64(first), binary.BigEndian.Uint64(last)
+		for lo <= hi {
+			mid := lo + (hi-lo)/2
+			k, v := c.Seek(key(mid)) // never nil: mid <= last
+			var r struct {
+				Event struct {
+					Time int64 `msgpack:"t"`
+				} `msgpack:"ev"`
+			}
+			if err := msgpack.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("decode history record: %w", err)
+			}
+			if ki := binary.BigEndian.Uint64(k); r.Event.Time <= t {
+				// Every record up to ki is at or before t; records
+				// between mid and ki do not exist.
+				found, lo = ki, ki+1
+			} else {
+				hi = mid - 1
+			}
+		}
+		return nil
+	})
+	return found, err
 }
 
 // Get returns the record at index i, or nil.

@@ -38,7 +38,7 @@ func main() {
 		Name:     "gatehouse",
 		Usage:    "a Kong-compatible API gateway whose configuration is a Raft-replicated event log",
 		Version:  admin.GatehouseVersion,
-		Commands: []*cli.Command{runCommand(), clusterCommand(), adminCommand(), auditCommand(), backupCommand(), restoreCommand()},
+		Commands: []*cli.Command{runCommand(), clusterCommand(), adminCommand(), auditCommand(), historyCommand(), backupCommand(), restoreCommand()},
 	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "gatehouse:", err)
@@ -280,6 +280,11 @@ func run(ctx context.Context, cfg runConfig) error {
 	}
 
 	go api.DeliverWebhook(bctx)
+	go func() {
+		if err := machine.WarmTimeTravel(); err != nil {
+			slog.Warn("time-travel checkpoints", "err", err)
+		}
+	}()
 
 	errc := make(chan error, 3)
 	go func() { errc <- px.Serve(proxyLn) }()

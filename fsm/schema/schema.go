@@ -38,6 +38,9 @@ type Field struct {
 	Required bool
 	Auto     bool // filled by the server (ids, timestamps)
 	Unique   bool
+	// Secret fields (credentials) are shown in audit views only as an
+	// HMAC of their value.
+	Secret bool
 
 	OneOf   []string
 	Between *[2]float64

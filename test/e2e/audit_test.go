@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -342,9 +344,115 @@ func TestSecretsNeverInAuditViews(t *testing.T) {
 		t.Fatalf("export: %v\n%s", err, out)
 	}
 	export := string(mustRead(t, file))
+	// The history still tells that the deleted key is the one created:
+	// both events carry the same HMAC of it.
+	var created, deleted string
+	for _, e := range harness.Get(t, n.Admin("/audit/events?entity_type=keyauth_credentials")).Data(t) {
+		for _, c := range e["changes"].([]any) {
+			cm := c.(map[string]any)
+			if a, ok := cm["after"].(map[string]any); ok && cm["op"] == "created" && created == "" {
+				created, _ = a["key"].(string)
+			}
+			if b, ok := cm["before"].(map[string]any); ok && cm["op"] == "deleted" {
+				deleted, _ = b["key"].(string)
+			}
+		}
+	}
+	if !strings.HasPrefix(created, "hmac-sha256:") || created != deleted {
+		t.Errorf("key in the recorded changes: created %q, deleted %q", created, deleted)
+	}
 	for _, secret := range []string{inBody, inURL} {
 		if bytes.Contains([]byte(views), []byte(secret)) || bytes.Contains([]byte(export), []byte(secret)) {
 			t.Errorf("key %q appears in clear in the audit views or export", secret)
 		}
+	}
+}
+
+// TestConfigAtAndDiff runs a scripted sequence of creates, updates and
+// deletes across entity types, records GET /config after each step, and
+// checks that GET /config?at= (by index and by time) gives back exactly
+// what was recorded, that /audit/diff lists what changed between two
+// steps, and that the CLI shows the same.
+func TestConfigAtAndDiff(t *testing.T) {
+	n := harness.Start(t, harness.Options{NodeID: "config-at"})
+	a := admin{n}
+	type mark struct {
+		index, time string
+		config      string
+	}
+	var marks []mark
+	record := func() {
+		r := harness.Get(t, n.Admin("/config"))
+		harness.ExpectStatus(t, r, 200)
+		time.Sleep(15 * time.Millisecond)
+		marks = append(marks, mark{index: r.Header.Get("X-Gatehouse-Config-Index"),
+			time: time.Now().UTC().Format(time.RFC3339Nano), config: r.Text()})
+		time.Sleep(15 * time.Millisecond)
+	}
+	record() // empty
+	svc := a.create(t, "/services", map[string]any{"name": "billing", "url": "http://billing.test:8080/v1"})
+	a.create(t, "/services/billing/routes", map[string]any{"name": "billing-route", "paths": []any{"/billing"}})
+	a.create(t, "/consumers", map[string]any{"username": "ann"})
+	harness.ExpectStatus(t, harness.JSON(t, "POST", n.Admin("/consumers/ann/key-auth"), map[string]any{"key": "ann-key-0123456789"}), 201)
+	a.create(t, "/upstreams", map[string]any{"name": "pool"})
+	a.create(t, "/upstreams/pool/targets", map[string]any{"target": "10.0.0.1:80"})
+	a.create(t, "/services/billing/plugins", map[string]any{"name": "rate-limiting", "config": map[string]any{"minute": 10}})
+	record()
+	harness.ExpectStatus(t, harness.JSON(t, "PATCH", n.Admin("/services/billing"), map[string]any{"retries": 9}), 200)
+	a.del(t, "/routes/billing-route", true)
+	a.create(t, "/plugins", map[string]any{"name": "key-auth"})
+	record()
+	a.del(t, "/consumers/ann", true)
+	a.create(t, "/services", map[string]any{"name": "late", "host": "late.test"})
+	record()
+
+	for i, m := range marks {
+		for _, at := range []string{m.index, m.time} {
+			r := harness.Get(t, n.Admin("/config?at="+url.QueryEscape(at)))
+			harness.ExpectStatus(t, r, 200)
+			if r.Text() != m.config {
+				t.Errorf("step %d: /config?at=%s\n got %s\nwant %s", i, at, r.Text(), m.config)
+			}
+		}
+	}
+	// The document is Kong's declarative shape.
+	doc := harness.Get(t, n.Admin("/config?at="+marks[1].index)).JSON(t)
+	services, _ := doc["services"].([]any)
+	if doc["_format_version"] != "3.0" || len(services) != 1 {
+		t.Fatalf("declarative document: %v", doc)
+	}
+	s0 := services[0].(map[string]any)
+	if s0["id"] != svc["id"] || len(s0["routes"].([]any)) != 1 || len(s0["plugins"].([]any)) != 1 {
+		t.Errorf("service with nested routes and plugins: %v", s0)
+	}
+
+	diff := harness.Get(t, n.Admin("/audit/diff?from="+marks[1].index+"&to="+marks[2].index))
+	harness.ExpectStatus(t, diff, 200)
+	got := map[string]string{}
+	for _, c := range diff.JSON(t)["changes"].([]any) {
+		cm := c.(map[string]any)
+		got[cm["entity_type"].(string)+"/"+cm["op"].(string)] = fmt.Sprint(cm["fields"])
+	}
+	want := map[string]string{"services/updated": "[retries]", "routes/deleted": "<nil>", "plugins/created": "<nil>"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("diff: got %v, want %v", got, want)
+	}
+	// A deleted consumer's credential shows as an HMAC in the diff.
+	d3 := harness.Get(t, n.Admin("/audit/diff?from="+marks[2].index+"&to="+marks[3].index)).Text()
+	if strings.Contains(d3, "ann-key-0123456789") || !strings.Contains(d3, "hmac-sha256:") {
+		t.Errorf("diff with a deleted credential: %s", d3)
+	}
+	harness.ExpectStatus(t, harness.Get(t, n.Admin("/audit/diff")), 400)
+	harness.ExpectStatus(t, harness.Get(t, n.Admin("/audit/diff?from=yesterday")), 400)
+
+	out, err := exec.Command(harness.Binary(t), "history", "diff", "--admin", n.AdminURL,
+		"--from", marks[1].index, "--to", marks[2].index).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "~ services "+svc["id"].(string)+" (billing)") ||
+		!strings.Contains(string(out), "retries: 5 -> 9") {
+		t.Errorf("history diff: %v\n%s", err, out)
+	}
+	out, err = exec.Command(harness.Binary(t), "history", "show", "--admin", n.AdminURL, "--at", marks[1].time).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"billing-route"`) {
+		t.Errorf("history show: %v\n%s", err, out)
 	}
 }

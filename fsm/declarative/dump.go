@@ -1,0 +1,138 @@
+// Package declarative renders (and, later, reads) Kong's declarative
+// configuration format: the document decK and kong.yaml use, with
+// services holding their routes and plugins, consumers their credentials
+// and plugins, upstreams their targets.
+package declarative
+
+import (
+	"github.com/gatehouse-gw/gatehouse/fsm"
+)
+
+// FormatVersion is the declarative format version Dump writes.
+const FormatVersion = "3.0"
+
+// Dump returns the gateway configuration of s as a declarative document,
+// ready for encoding/json. Entities keep their ids (so a dump can be
+// restored exactly) but not their timestamps, and fields that are null
+// are left out, as decK writes them. A foreign key is left out where
+// nesting already says it.
+func Dump(s *fsm.State) map[string]any {
+	doc := map[string]any{"_format_version": FormatVersion}
+
+	var services, routes, consumers, upstreams, plugins []any
+	s.Walk(fsm.Services, "", func(svc *fsm.Entity) bool {
+		out := clean(svc.Data)
+		var rs, ps []any
+		s.Children(fsm.Services, svc.ID, fsm.Routes, func(r *fsm.Entity) bool {
+			rs = append(rs, route(s, r, "service"))
+			return true
+		})
+		s.Children(fsm.Services, svc.ID, fsm.Plugins, func(p *fsm.Entity) bool {
+			if owner(p) == "service" {
+				ps = append(ps, clean(p.Data, "service"))
+			}
+			return true
+		})
+		put(out, "routes", rs)
+		put(out, "plugins", ps)
+		services = append(services, out)
+		return true
+	})
+	s.Walk(fsm.Routes, "", func(r *fsm.Entity) bool {
+		if r.Data["service"] == nil {
+			routes = append(routes, route(s, r))
+		}
+		return true
+	})
+	s.Walk(fsm.Consumers, "", func(c *fsm.Entity) bool {
+		out := clean(c.Data)
+		var ks, ps []any
+		s.Children(fsm.Consumers, c.ID, fsm.KeyAuths, func(k *fsm.Entity) bool {
+			ks = append(ks, clean(k.Data, "consumer"))
+			return true
+		})
+		s.Children(fsm.Consumers, c.ID, fsm.Plugins, func(p *fsm.Entity) bool {
+			if owner(p) == "consumer" {
+				ps = append(ps, clean(p.Data, "consumer"))
+			}
+			return true
+		})
+		put(out, "keyauth_credentials", ks)
+		put(out, "plugins", ps)
+		consumers = append(consumers, out)
+		return true
+	})
+	s.Walk(fsm.Upstreams, "", func(u *fsm.Entity) bool {
+		out := clean(u.Data)
+		var ts []any
+		s.Children(fsm.Upstreams, u.ID, fsm.Targets, func(t *fsm.Entity) bool {
+			ts = append(ts, clean(t.Data, "upstream"))
+			return true
+		})
+		put(out, "targets", ts)
+		upstreams = append(upstreams, out)
+		return true
+	})
+	s.Walk(fsm.Plugins, "", func(p *fsm.Entity) bool {
+		if owner(p) == "" {
+			plugins = append(plugins, clean(p.Data))
+		}
+		return true
+	})
+	put(doc, "services", services)
+	put(doc, "routes", routes)
+	put(doc, "consumers", consumers)
+	put(doc, "upstreams", upstreams)
+	put(doc, "plugins", plugins)
+	return doc
+}
+
+// route renders a route with the plugins scoped to it alone.
+func route(s *fsm.State, r *fsm.Entity, omit ...string) map[string]any {
+	out := clean(r.Data, omit...)
+	var ps []any
+	s.Children(fsm.Routes, r.ID, fsm.Plugins, func(p *fsm.Entity) bool {
+		if owner(p) == "route" {
+			ps = append(ps, clean(p.Data, "route"))
+		}
+		return true
+	})
+	put(out, "plugins", ps)
+	return out
+}
+
+// owner is the single entity a plugin is nested under ("service", "route"
+// or "consumer"), or "" for a global plugin or one scoped to several
+// entities at once, which stays at the top level.
+func owner(p *fsm.Entity) string {
+	found := ""
+	for _, f := range []string{"service", "route", "consumer"} {
+		if p.Data[f] != nil {
+			if found != "" {
+				return ""
+			}
+			found = f
+		}
+	}
+	return found
+}
+
+func clean(d map[string]any, omit ...string) map[string]any {
+	out := make(map[string]any, len(d))
+	for k, v := range d {
+		if v == nil || k == "created_at" || k == "updated_at" {
+			continue
+		}
+		out[k] = v
+	}
+	for _, k := range omit {
+		delete(out, k)
+	}
+	return out
+}
+
+func put(m map[string]any, k string, list []any) {
+	if len(list) > 0 {
+		m[k] = list
+	}
+}
