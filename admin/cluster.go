@@ -33,7 +33,7 @@ type Cluster interface {
 	Remove(ctx context.Context, id string) error
 	ApplyMember(ctx context.Context, m fsm.Member) error
 	AppendAnywhere(ctx context.Context, data []byte) error
-	RestoreBackup(r io.Reader, size int64) error
+	RestoreBackup(r io.ReadSeeker, size int64) error
 	Ready() error
 }
 
@@ -259,7 +259,7 @@ func (s *Server) clusterRoutes() {
 		message(w, 200, "noted")
 	}).Methods("POST")
 	r.HandleFunc("/cluster/events", s.appendEvent).Methods("POST")
-	r.HandleFunc("/cluster/backup", s.backup).Methods("GET")
+	r.HandleFunc("/cluster/backup", s.backupArchive).Methods("GET")
 	r.HandleFunc("/cluster/restore", s.restoreBackup).Methods("POST")
 	r.HandleFunc("/cluster/members/{id}", func(w http.ResponseWriter, req *http.Request) {
 		ctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)

@@ -40,7 +40,7 @@ type Store interface {
 	History() *log.History
 	StateAt(index uint64) (*fsm.State, error)
 	IndexAt(unixNano int64) (uint64, error)
-	Persist(s *fsm.State, w io.Writer) error
+	PersistParts(s *fsm.State, state, history io.Writer) (int, error)
 }
 
 // Appender appends an encoded event and returns the fold's result once it

@@ -386,11 +386,20 @@ func (n *Node) AppendAnywhere(ctx context.Context, data []byte) error {
 // by fsm.Machine.Persist: Raft installs it as a snapshot on the leader and
 // ships it to the followers (disaster recovery into a fresh cluster; the
 // current configuration and history are replaced). Leader only.
-func (n *Node) RestoreBackup(r io.Reader, size int64) error {
+func (n *Node) RestoreBackup(r io.ReadSeeker, size int64) error {
 	if !n.IsLeader() {
 		return ErrNotLeader
 	}
-	if err := n.raft.Restore(&raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}, r, time.Minute); err != nil {
+	// Raft gives the installed snapshot an index past both its own log
+	// and the one named here: naming the backup's index keeps the log
+	// index from ever going backwards relative to the history it now
+	// holds, so new events are numbered after the backup's.
+	index, err := fsm.SnapshotIndex(r)
+	if err != nil {
+		return fmt.Errorf("restore backup: %w", err)
+	}
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size, Index: index}
+	if err := n.raft.Restore(meta, r, time.Minute); err != nil {
 		return fmt.Errorf("restore backup: %w", err)
 	}
 	return nil

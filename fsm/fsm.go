@@ -326,17 +326,31 @@ type snapEntity struct {
 	Data map[string]any `msgpack:"d"`
 }
 
-// Persist writes the given state and the history up to its index to w.
-// It reads only immutable data, so it may run concurrently with applies.
+// Persist writes the given state and the history up to its index to w,
+// followed by the SHA-256 of everything before it (so a file can be
+// checked before anything is restored from it). It reads only immutable
+// data, so it may run concurrently with applies.
 func (m *Machine) Persist(s *State, w io.Writer) error {
-	if err := m.history.Sync(); err != nil {
-		return fmt.Errorf("sync history: %w", err)
-	}
-	// Everything written is hashed; the SHA-256 trails the stream so a
-	// backup file can be checked before anything is restored from it.
 	sum := sha256.New()
-	w = io.MultiWriter(w, sum)
-	bw := bufio.NewWriter(w)
+	mw := io.MultiWriter(w, sum)
+	if _, err := m.PersistParts(s, mw, mw); err != nil {
+		return err
+	}
+	if _, err := w.Write(sum.Sum(nil)); err != nil {
+		return fmt.Errorf("write snapshot checksum: %w", err)
+	}
+	return nil
+}
+
+// PersistParts writes the two parts of a snapshot to separate writers:
+// header and entities to state, the history up to the state's index to
+// history. Concatenated, they are a Persist stream without its checksum.
+// It returns the number of history records written.
+func (m *Machine) PersistParts(s *State, state, history io.Writer) (int, error) {
+	if err := m.history.Sync(); err != nil {
+		return 0, fmt.Errorf("sync history: %w", err)
+	}
+	bw := bufio.NewWriterSize(state, 256<<10)
 	enc := msgpack.NewEncoder(bw)
 	h := &snapHeader{Version: snapVersion, Index: s.Index, Webhook: s.webhook, LastTime: s.lastTime, Salt: s.salt}
 	for _, mb := range s.members {
@@ -344,7 +358,7 @@ func (m *Machine) Persist(s *State, w io.Writer) error {
 	}
 	sort.Slice(h.Members, func(i, j int) bool { return h.Members[i].ID < h.Members[j].ID })
 	if err := enc.Encode(h); err != nil {
-		return fmt.Errorf("write snapshot header: %w", err)
+		return 0, fmt.Errorf("write snapshot header: %w", err)
 	}
 	var err error
 	for _, kind := range Kinds {
@@ -353,22 +367,24 @@ func (m *Machine) Persist(s *State, w io.Writer) error {
 			return err == nil
 		})
 		if err != nil {
-			return fmt.Errorf("write snapshot entity: %w", err)
+			return 0, fmt.Errorf("write snapshot entity: %w", err)
 		}
 	}
 	if err := enc.Encode(&snapEntity{}); err != nil {
-		return err
+		return 0, err
 	}
 	if err := bw.Flush(); err != nil {
-		return err
+		return 0, err
 	}
-	if err := m.history.Dump(w, s.Index); err != nil {
-		return fmt.Errorf("write snapshot history: %w", err)
+	hw := bufio.NewWriterSize(history, 256<<10)
+	n, err := m.history.Dump(hw, s.Index)
+	if err != nil {
+		return 0, fmt.Errorf("write snapshot history: %w", err)
 	}
-	if _, err := w.Write(sum.Sum(nil)); err != nil {
-		return fmt.Errorf("write snapshot checksum: %w", err)
+	if err := hw.Flush(); err != nil {
+		return 0, fmt.Errorf("write snapshot history: %w", err)
 	}
-	return nil
+	return n, nil
 }
 
 // snapVersion 2 added the trailing SHA-256; version 1 streams lack it.
@@ -495,4 +511,17 @@ func (m *Machine) compile(kind string, d map[string]any) any {
 	cfg, _ := d["config"].(map[string]any)
 	c, _ := def.Compile(cfg)
 	return c
+}
+
+// SnapshotIndex reads the log index a snapshot stream (a backup) was
+// taken at, and rewinds r.
+func SnapshotIndex(r io.ReadSeeker) (uint64, error) {
+	var h snapHeader
+	if err := msgpack.NewDecoder(bufio.NewReader(r)).Decode(&h); err != nil {
+		return 0, fmt.Errorf("read snapshot header: %w", err)
+	}
+	if _, err := r.Seek(0, io.SeekStart); err != nil {
+		return 0, err
+	}
+	return h.Index, nil
 }

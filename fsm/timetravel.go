@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"sync"
@@ -287,4 +289,33 @@ func auditChanges(changes []Change, salt []byte) []log.Change {
 		out = append(out, lc)
 	}
 	return out
+}
+
+// Cut rewrites a snapshot stream (a backup) as it was at an earlier point:
+// the state then, and the history up to then. at is a log index, or with
+// index 0 a time (unix nanoseconds). The work happens in a scratch
+// history under dir, which the caller removes.
+func Cut(snapshot io.Reader, plugins PluginRegistry, dir string, index uint64, at int64, w io.Writer) (uint64, error) {
+	h, err := log.OpenHistory(filepath.Join(dir, "cut-history.db"))
+	if err != nil {
+		return 0, err
+	}
+	defer h.Close()
+	m := New(h, plugins)
+	if err := m.Restore(snapshot); err != nil {
+		return 0, fmt.Errorf("read backup: %w", err)
+	}
+	if index == 0 {
+		if index, err = m.IndexAt(at); err != nil {
+			return 0, err
+		}
+	}
+	if index > m.State().Index {
+		return 0, fmt.Errorf("the backup ends at index %d, before %d", m.State().Index, index)
+	}
+	s, err := m.StateAt(index)
+	if err != nil {
+		return 0, err
+	}
+	return index, m.Persist(s, w)
 }

@@ -209,9 +209,11 @@ func (h *History) Range(from, to uint64, fn func(*Record) bool) error {
 }
 
 // Dump streams the raw history up to and including index upto, as
-// length-prefixed records, for a Raft snapshot.
-func (h *History) Dump(w io.Writer, upto uint64) error {
-	return h.db.View(func(tx *bolt.Tx) error {
+// length-prefixed records, for a Raft snapshot or a backup. It returns
+// how many records it wrote.
+func (h *History) Dump(w io.Writer, upto uint64) (int, error) {
+	n := 0
+	err := h.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucket).Cursor()
 		var lenb [4]byte
 		for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -225,10 +227,12 @@ func (h *History) Dump(w io.Writer, upto uint64) error {
 			if _, err := w.Write(v); err != nil {
 				return err
 			}
+			n++
 		}
 		_, err := w.Write([]byte{0, 0, 0, 0})
 		return err
 	})
+	return n, err
 }
 
 // Load replaces the history with the records streamed by Dump (a

@@ -46,6 +46,45 @@ func main() {
 	}
 }
 
+// installSeed installs a backup left by `gatehouse restore --data-dir`:
+// once this node leads (it bootstraps alone), the backup becomes the
+// cluster's state and history through Raft, so nodes that join later
+// receive it too. The seed is renamed once installed.
+func installSeed(ctx context.Context, node *cluster.Node, dir string) error {
+	path := filepath.Join(dir, seedFile)
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open seed: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := node.WaitLeader(wctx); err != nil || !node.IsLeader() {
+		return fmt.Errorf("a seeded node must start alone and lead to install its backup (then others join it): %v", err)
+	}
+	if err := node.RestoreBackup(f, st.Size()); err != nil {
+		return fmt.Errorf("install seed: %w", err)
+	}
+	slog.Info("installed the seeded backup", "file", path, "index", node.AppliedIndex())
+	return os.Rename(path, path+".installed")
+}
+
+// newRegistry is the set of plugins this build offers.
+func newRegistry(cache *proxycache.Store) *plugins.Registry {
+	return plugins.NewRegistry(
+		keyauth.Definition(),
+		ratelimiting.Definition(ratelimiting.NewStore()),
+		proxycache.Definition(cache),
+	)
+}
+
 func flag(name, def, usage string) *cli.StringFlag {
 	env := "GATEHOUSE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 	return &cli.StringFlag{Name: name, Value: def, Usage: usage, EnvVars: []string{env}}
@@ -187,11 +226,7 @@ func run(ctx context.Context, cfg runConfig) error {
 	if err != nil {
 		return err
 	}
-	registry := plugins.NewRegistry(
-		keyauth.Definition(),
-		ratelimiting.Definition(ratelimiting.NewStore()),
-		proxycache.Definition(cache),
-	)
+	registry := newRegistry(cache)
 	fsm.RouteValidator = func(p string) string {
 		if err := router.ValidatePath(p); err != nil {
 			return err.Error()
@@ -243,6 +278,9 @@ func run(ctx context.Context, cfg runConfig) error {
 		slog.Warn("serving before the local log was replayed (no quorum yet?)", "err", err)
 	}
 	rcancel()
+	if err := installSeed(ctx, node, cfg.dataDir); err != nil {
+		return err
+	}
 	// A single node (or a cluster's leader) registers its own addresses
 	// at once; a follower needs the leader's admin API, which may itself
 	// still be starting, so that wait is short.

@@ -1,0 +1,252 @@
+// Package backup reads and writes Gatehouse backup files: a tar.gz in the
+// style of Consul's and Nomad's snapshot archives, holding
+//
+//	meta.json   what the backup is (format version, log index, time, node, counts)
+//	state.bin   the configuration at that index (snapshot header and entities)
+//	history.bin the event history up to that index
+//	SHA256SUMS  the SHA-256 of the three files above, in sha256sum's format
+//
+// so an operator can inspect one with tar and check it with sha256sum -c.
+// Concatenated, state.bin and history.bin are a Raft snapshot of the
+// machine without its trailing checksum.
+package backup
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+)
+
+// Format and Version identify the archive layout.
+const (
+	Format  = "gatehouse-backup"
+	Version = 1
+)
+
+// Meta is meta.json.
+type Meta struct {
+	Format           string `json:"format"`
+	Version          int    `json:"version"`
+	Index            uint64 `json:"index"`
+	Time             string `json:"time"` // when the backup was taken
+	Node             string `json:"node"` // node that wrote it
+	GatehouseVersion string `json:"gatehouse_version"`
+	Entities         int    `json:"entities"`
+	Events           int    `json:"events"`
+}
+
+var members = []string{"meta.json", "state.bin", "history.bin"}
+
+// Write writes an archive to w. persist writes the state and history
+// parts and returns the number of events; the parts are spooled to
+// temporary files first because tar needs each member's size up front.
+func Write(w io.Writer, meta Meta, persist func(state, history io.Writer) (int, error)) error {
+	dir, err := os.MkdirTemp("", "gatehouse-backup-*")
+	if err != nil {
+		return fmt.Errorf("backup spool: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	state, err := os.Create(dir + "/state.bin")
+	if err != nil {
+		return fmt.Errorf("backup spool: %w", err)
+	}
+	defer state.Close()
+	history, err := os.Create(dir + "/history.bin")
+	if err != nil {
+		return fmt.Errorf("backup spool: %w", err)
+	}
+	defer history.Close()
+	if meta.Events, err = persist(state, history); err != nil {
+		return err
+	}
+	meta.Format, meta.Version = Format, Version
+	if meta.Time == "" {
+		meta.Time = time.Now().UTC().Format(time.RFC3339Nano)
+	}
+	mb, _ := json.MarshalIndent(meta, "", "  ")
+
+	// BestSpeed: a history compresses well even so, and backups of a
+	// million events must take seconds, not minutes.
+	gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	tw := tar.NewWriter(gz)
+	var sums strings.Builder
+	add := func(name string, r io.Reader, size int64) error {
+		h := sha256.New()
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: size, ModTime: time.Now()}); err != nil {
+			return fmt.Errorf("backup %s: %w", name, err)
+		}
+		if _, err := io.Copy(io.MultiWriter(tw, h), r); err != nil {
+			return fmt.Errorf("backup %s: %w", name, err)
+		}
+		fmt.Fprintf(&sums, "%s  %s\n", hex.EncodeToString(h.Sum(nil)), name)
+		return nil
+	}
+	if err := add("meta.json", bytes.NewReader(mb), int64(len(mb))); err != nil {
+		return err
+	}
+	for _, f := range []*os.File{state, history} {
+		size, err := f.Seek(0, io.SeekCurrent)
+		if err != nil {
+			return err
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		if err := add(strings.TrimPrefix(f.Name(), dir+"/"), bufio.NewReaderSize(f, 256<<10), size); err != nil {
+			return err
+		}
+	}
+	if err := add("SHA256SUMS", strings.NewReader(sums.String()), int64(sums.Len())); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return gz.Close()
+}
+
+// Archive is a verified backup unpacked into a temporary directory.
+type Archive struct {
+	Meta Meta
+	dir  string
+}
+
+// Open reads a backup, checks every member against SHA256SUMS and the
+// format version, and unpacks it. Nothing is trusted before all checks
+// pass; the caller must Close the archive.
+func Open(r io.Reader) (*Archive, error) {
+	gz, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, errors.New("not a Gatehouse backup (not gzip)")
+	}
+	dir, err := os.MkdirTemp("", "gatehouse-restore-*")
+	if err != nil {
+		return nil, err
+	}
+	a := &Archive{dir: dir}
+	ok := false
+	defer func() {
+		if !ok {
+			a.Close()
+		}
+	}()
+	tr := tar.NewReader(gz)
+	got := map[string]string{}
+	var sums []byte
+	for i := 0; ; i++ {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("backup is truncated or corrupt: %w", err)
+		}
+		if i > 8 {
+			return nil, errors.New("backup has unexpected members")
+		}
+		switch h.Name {
+		case "SHA256SUMS":
+			if sums, err = io.ReadAll(io.LimitReader(tr, 1<<16)); err != nil {
+				return nil, fmt.Errorf("backup is truncated: %w", err)
+			}
+			continue
+		case "meta.json", "state.bin", "history.bin":
+		default:
+			return nil, fmt.Errorf("backup has an unexpected member %q", h.Name)
+		}
+		f, err := os.Create(dir + "/" + h.Name)
+		if err != nil {
+			return nil, err
+		}
+		sum := sha256.New()
+		_, err = io.Copy(io.MultiWriter(f, sum), tr)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("backup is truncated: %s: %w", h.Name, err)
+		}
+		got[h.Name] = hex.EncodeToString(sum.Sum(nil))
+	}
+	if sums == nil {
+		return nil, errors.New("backup has no SHA256SUMS")
+	}
+	want := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(sums)), "\n") {
+		if f := strings.Fields(line); len(f) == 2 {
+			want[f[1]] = f[0]
+		}
+	}
+	for _, name := range members {
+		if got[name] == "" {
+			return nil, fmt.Errorf("backup lacks %s", name)
+		}
+		if got[name] != want[name] {
+			return nil, fmt.Errorf("backup checksum mismatch for %s: the file is altered", name)
+		}
+	}
+	mb, err := os.ReadFile(dir + "/meta.json")
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(mb, &a.Meta); err != nil || a.Meta.Format != Format {
+		return nil, errors.New("backup has no valid meta.json")
+	}
+	if a.Meta.Version != Version {
+		return nil, fmt.Errorf("backup format version %d is not supported (this Gatehouse reads version %d)", a.Meta.Version, Version)
+	}
+	ok = true
+	return a, nil
+}
+
+// WriteSnapshot writes the backup as one snapshot stream (state, history
+// and their SHA-256), the form Raft installs, to a file in the archive's
+// directory and returns it, rewound, with its size.
+func (a *Archive) WriteSnapshot() (*os.File, int64, error) {
+	out, err := os.Create(a.dir + "/snapshot")
+	if err != nil {
+		return nil, 0, err
+	}
+	sum := sha256.New()
+	w := io.MultiWriter(out, sum)
+	for _, name := range []string{"state.bin", "history.bin"} {
+		f, err := os.Open(a.dir + "/" + name)
+		if err != nil {
+			out.Close()
+			return nil, 0, err
+		}
+		_, err = io.Copy(w, f)
+		f.Close()
+		if err != nil {
+			out.Close()
+			return nil, 0, err
+		}
+	}
+	if _, err := out.Write(sum.Sum(nil)); err != nil {
+		out.Close()
+		return nil, 0, err
+	}
+	size, err := out.Seek(0, io.SeekCurrent)
+	if err == nil {
+		_, err = out.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		out.Close()
+		return nil, 0, err
+	}
+	return out, size, nil
+}
+
+// Close removes the unpacked files.
+func (a *Archive) Close() error { return os.RemoveAll(a.dir) }
