@@ -214,4 +214,3 @@ func loadJWKS(src string) (map[string]ed25519.PublicKey, error) {
 	}
 	return out, nil
 }
-
