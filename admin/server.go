@@ -83,6 +83,7 @@ type Server struct {
 	router   *mux.Router
 	hostname string
 	denied   deniedBudget
+	replays  replays
 }
 
 // New builds the Admin API.

@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -85,19 +84,11 @@ func (s *Server) DeliverWebhook(ctx context.Context) {
 		if wh.URL == "" {
 			continue
 		}
-		rows, last, err := s.pending(wh)
+		rows, last, err := s.rows(wh.Cursor+1, 0, wh.BatchSize, true)
 		if err != nil || len(rows) == 0 {
 			continue
 		}
-		body, _ := json.Marshal(map[string]any{"events": rows})
-		req, _ := http.NewRequestWithContext(ctx, "POST", wh.URL, bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-		}
-		if err != nil || resp.StatusCode/100 != 2 {
+		if err := postEvents(ctx, client, wh.URL, map[string]any{"events": rows}); err != nil {
 			backoff = min(max(2*backoff, 250*time.Millisecond), 30*time.Second)
 			slog.Warn("audit webhook delivery failed", "url", wh.URL, "err", err)
 			continue
@@ -107,22 +98,6 @@ func (s *Server) DeliverWebhook(ctx context.Context) {
 			slog.Warn("audit webhook cursor not recorded; the batch will be sent again", "err", err)
 		}
 	}
-}
-
-// pending returns the next batch after the cursor. Cursor events are not
-// delivered: they only say how far delivery got.
-func (s *Server) pending(wh fsm.Webhook) ([]any, uint64, error) {
-	var rows []any
-	var last uint64
-	err := s.cfg.Store.History().Range(wh.Cursor+1, 0, func(rec *log.Record) bool {
-		last = rec.Event.Index
-		if rec.Type == log.TypeCursor {
-			return true
-		}
-		rows = append(rows, s.sign(log.RowOf(rec)))
-		return len(rows) < wh.BatchSize
-	})
-	return rows, last, err
 }
 
 func (s *Server) advanceCursor(ctx context.Context, last uint64) error {

@@ -59,6 +59,7 @@ func auditCommand() *cli.Command {
 					return f.Close()
 				}},
 			verifyCommand(),
+			replayCommand(),
 		},
 	}
 }

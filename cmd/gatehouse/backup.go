@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -236,4 +237,65 @@ func progress(size int64, what string) io.Writer {
 		return io.Discard
 	}
 	return progressbar.DefaultBytes(size, what)
+}
+
+// replayCommand starts a replay job on a node and, with --wait, follows
+// it to the end.
+func replayCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "replay",
+		Usage: "re-send a range of the history to a destination URL (batches of JSON, in order, retried)",
+		Flags: []cli.Flag{adminFlag(), tokenFlag(),
+			&cli.StringFlag{Name: "since", Usage: "first event: log index or RFC 3339 time (default: the first)"},
+			&cli.StringFlag{Name: "until", Usage: "last event: log index or RFC 3339 time (default: now)"},
+			&cli.StringFlag{Name: "destination", Required: true, Usage: "http(s) URL receiving POSTs of {\"events\": [...]}"},
+			&cli.IntFlag{Name: "batch-size", Value: 100},
+			&cli.BoolFlag{Name: "wait", Usage: "wait until the job is done"}},
+		Action: func(c *cli.Context) error {
+			apiToken = c.String("token")
+			body := map[string]any{"destination": c.String("destination"), "batch_size": c.Int("batch-size")}
+			for _, f := range []string{"since", "until"} {
+				if v := c.String(f); v != "" {
+					body[f] = v
+				}
+			}
+			var buf strings.Builder
+			if err := call(c.String("admin"), "POST", "/audit/replay", body, &buf); err != nil {
+				return err
+			}
+			if !c.Bool("wait") {
+				fmt.Print(buf.String())
+				return nil
+			}
+			var job struct {
+				ID     string `json:"id"`
+				Status string `json:"status"`
+				Sent   int    `json:"sent"`
+				Error  string `json:"error"`
+			}
+			if err := json.Unmarshal([]byte(buf.String()), &job); err != nil {
+				return err
+			}
+			for i := 0; job.Status == "running"; i++ {
+				if i > 0 {
+					time.Sleep(200 * time.Millisecond)
+				}
+				buf.Reset()
+				if err := call(c.String("admin"), "GET", "/audit/replay/"+job.ID, nil, &buf); err != nil {
+					return err
+				}
+				if err := json.Unmarshal([]byte(buf.String()), &job); err != nil {
+					return err
+				}
+				if job.Error != "" && i%25 == 0 {
+					fmt.Fprintf(os.Stderr, "replay %s: %d sent, retrying: %s\n", job.ID, job.Sent, job.Error)
+				}
+			}
+			fmt.Printf("replay %s: %s, %d events sent\n", job.ID, job.Status, job.Sent)
+			if job.Status != "done" {
+				return fmt.Errorf("replay %s ended %s", job.ID, job.Status)
+			}
+			return nil
+		},
+	}
 }
