@@ -562,7 +562,10 @@ func (t *txn) checkUnique(s *State, now int64, kind string, d map[string]any, ol
 
 func (t *txn) index(e *Entity) {
 	t.entities.Insert(k(e.Kind, e.ID), e)
-	xorInto(&t.hash, entityHash(e))
+	if e.hash == ([32]byte{}) {
+		e.hash = entityHash(e)
+	}
+	xorInto(&t.hash, e.hash)
 	keys, _ := uniqueKeys(e.Kind, e.Data)
 	for _, key := range keys {
 		t.unique.Insert([]byte(key), e.ID)
@@ -585,7 +588,7 @@ func (t *txn) index(e *Entity) {
 
 func (t *txn) unindex(e *Entity) {
 	t.entities.Delete(k(e.Kind, e.ID))
-	xorInto(&t.hash, entityHash(e))
+	xorInto(&t.hash, e.hash)
 	keys, _ := uniqueKeys(e.Kind, e.Data)
 	for _, key := range keys {
 		t.unique.Delete([]byte(key))

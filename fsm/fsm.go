@@ -50,13 +50,15 @@ type Machine struct {
 	subs   []func(Update)
 	notify chan struct{} // closed and replaced on every new state
 
-	cps checkpoints // past states, for time travel
+	cps  checkpoints // past states, for time travel
+	warm sync.Mutex  // held while WarmTimeTravel replays
 }
 
 // New creates a machine over history with the given plugin registry.
 func New(history *log.History, plugins PluginRegistry) *Machine {
 	m := &Machine{fold: Fold{Plugins: plugins}, history: history, notify: make(chan struct{})}
 	m.state.Store(Empty())
+	m.cps.add(Empty())
 	return m
 }
 
@@ -116,7 +118,7 @@ func (m *Machine) ApplyBatch(entries []Entry) []*Result {
 	recs := make([]*log.Record, 0, len(entries))
 	var changes []Change
 	for i, en := range entries {
-		res, rec, next, ch := m.applyOne(s, en)
+		res, rec, next, ch := m.applyOne(s, en, true)
 		results[i] = res
 		if rec != nil {
 			recs = append(recs, rec)
@@ -137,7 +139,9 @@ func (m *Machine) ApplyBatch(entries []Entry) []*Result {
 	return results
 }
 
-func (m *Machine) applyOne(s *State, en Entry) (*Result, *log.Record, *State, []Change) {
+// applyOne folds one entry; audit says whether to build the history
+// record's change list (a time-travel replay throws records away).
+func (m *Machine) applyOne(s *State, en Entry, audit bool) (*Result, *log.Record, *State, []Change) {
 	res := &Result{Index: en.Index}
 	ev, err := log.Decode(en.Data)
 	if errors.Is(err, log.ErrUnknownType) {
@@ -151,6 +155,10 @@ func (m *Machine) applyOne(s *State, en Entry) (*Result, *log.Record, *State, []
 		return res, nil, withIndex(s, en.Index), nil
 	}
 	ev.Index = en.Index
+	return m.applyDecoded(s, ev, audit)
+}
+
+func (m *Machine) applyDecoded(s *State, ev *log.Event, audit bool) (*Result, *log.Record, *State, []Change) {
 	if ev.Time < s.lastTime {
 		// The leader stamps events before they are appended, so two
 		// concurrent requests can commit out of time order. Clamping
@@ -158,17 +166,17 @@ func (m *Machine) applyOne(s *State, en Entry) (*Result, *log.Record, *State, []
 		// ordered by time too.
 		ev.Time = s.lastTime
 	}
-	res, rec, next, changes := m.applyEvent(s, ev)
+	res, rec, next, changes := m.applyEvent(s, ev, audit)
 	if next.lastTime != ev.Time {
 		if next == s {
-			next = withIndex(s, en.Index)
+			next = withIndex(s, ev.Index)
 		}
 		next.lastTime = ev.Time
 	}
 	return res, rec, next, changes
 }
 
-func (m *Machine) applyEvent(s *State, ev *log.Event) (*Result, *log.Record, *State, []Change) {
+func (m *Machine) applyEvent(s *State, ev *log.Event, audit bool) (*Result, *log.Record, *State, []Change) {
 	res := &Result{Index: ev.Index}
 	en := Entry{Index: ev.Index}
 	rec := &log.Record{Event: *ev, Type: ev.Type, Outcome: "applied"}
@@ -231,7 +239,9 @@ func (m *Machine) applyEvent(s *State, ev *log.Event) (*Result, *log.Record, *St
 	if len(changes) > 0 && changes[len(changes)-1].After != nil {
 		res.Entity = changes[len(changes)-1].After
 	}
-	rec.Changes = auditChanges(changes, s.salt)
+	if audit {
+		rec.Changes = auditChanges(changes, s.salt)
+	}
 	return res, rec, next, changes
 }
 
@@ -495,6 +505,12 @@ func (m *Machine) Restore(r io.Reader) error {
 	defer m.mu.Unlock()
 	m.publish(Update{Prev: m.state.Load(), Next: next, Reset: true})
 	m.cps.reset(next)
+	// Points older than the snapshot have no checkpoint yet.
+	go func() {
+		if err := m.WarmTimeTravel(); err != nil {
+			slog.Warn("time-travel checkpoints", "err", err)
+		}
+	}()
 	return nil
 }
 

@@ -20,6 +20,10 @@ type Entity struct {
 	ID   string
 	Data map[string]any
 	View any
+
+	// hash is the content hash, set once when the entity is first
+	// indexed (before any state holding it is published).
+	hash [32]byte
 }
 
 // State is an immutable configuration snapshot. Its indexes are persistent

@@ -20,22 +20,51 @@ import (
 // states it passed through, every checkpointEvery indexes. A persistent
 // state shares everything unchanged with its successors, so a checkpoint
 // costs only what changed since the one before. A past state is then the
-// nearest checkpoint plus at most checkpointEvery events.
+// nearest checkpoint plus at most the spacing's worth of events.
+//
+// The memory held is one entity version per entity changed in each
+// checkpoint's stretch: with few checkpoints it is bounded by
+// maxCheckpoints times the configuration's size, and at worst by one
+// version per event. Fewer checkpoints would hold less and replay more:
+// at about 20 µs an event, a 32,768-event stretch replays in under a
+// second.
 const (
-	checkpointEvery = 2048
-	maxCheckpoints  = 1024 // beyond this, every other checkpoint is dropped
+	checkpointEvery = 8192
+	maxCheckpoints  = 32 // beyond this, every other checkpoint is dropped
 )
 
 type checkpoints struct {
 	mu     sync.Mutex
 	every  uint64
 	states []*State // by Index
+	gen    int      // bumped by reset: a replay of an older history must not add to a newer one
 }
 
-// add records s if no checkpoint covers its stretch of the log yet.
-func (c *checkpoints) add(s *State) {
+func (c *checkpoints) generation() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.gen
+}
+
+func (c *checkpoints) first() *State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.states) == 0 {
+		return nil
+	}
+	return c.states[0]
+}
+
+func (c *checkpoints) add(s *State) { c.addIf(s, -1) }
+
+// addIf records s if no checkpoint covers its stretch of the log yet and
+// (gen >= 0) no reset happened since generation gen.
+func (c *checkpoints) addIf(s *State, gen int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen >= 0 && gen != c.gen {
+		return
+	}
 	if c.every == 0 {
 		c.every = checkpointEvery
 	}
@@ -75,6 +104,7 @@ func (c *checkpoints) before(index uint64) *State {
 func (c *checkpoints) reset(s *State) {
 	c.mu.Lock()
 	c.states = nil
+	c.gen++
 	c.mu.Unlock()
 	c.add(s)
 }
@@ -86,6 +116,13 @@ func (m *Machine) StateAt(upto uint64) (*State, error) {
 		return cur, nil
 	}
 	s := m.cps.before(upto)
+	if s == nil {
+		// Older than every checkpoint: a warm-up may be filling that
+		// stretch right now.
+		m.warm.Lock()
+		s = m.cps.before(upto)
+		m.warm.Unlock()
+	}
 	if s == nil {
 		s = Empty()
 	}
@@ -105,46 +142,39 @@ func (m *Machine) StateAt(upto uint64) (*State, error) {
 // replay folds the history after s.Index up to upto into s, leaving
 // checkpoints behind for the next query.
 func (m *Machine) replay(s *State, upto uint64) (*State, error) {
-	var ferr error
-	err := m.history.Range(s.Index+1, upto, func(rec *log.Record) bool {
-		ev := rec.Event
-		ev.Type = rec.Type
-		data, err := log.Encode(&ev)
-		if err != nil {
-			ferr = err
-			return false
-		}
+	gen := m.cps.generation()
+	err := m.history.RangeEvents(s.Index+1, upto, func(ev *log.Event) bool {
 		prev := s.Index
-		_, _, s, _ = m.applyOne(s, Entry{Index: ev.Index, Data: data})
+		_, _, s, _ = m.applyDecoded(s, ev, false)
 		if prev/checkpointEvery != s.Index/checkpointEvery {
-			m.cps.add(s)
+			m.cps.addIf(s, gen)
 		}
 		return true
 	})
 	if err != nil {
 		return nil, fmt.Errorf("replay history: %w", err)
 	}
-	if ferr != nil {
-		return nil, fmt.Errorf("replay history: %w", ferr)
-	}
 	return s, nil
 }
 
 // WarmTimeTravel replays the history older than the first checkpoint (a
 // node that started from a snapshot has none before it), so the first
-// time-travel query after a restart is as quick as the others.
+// time-travel query after a restart or a snapshot install is as quick as
+// the others. Queries for older points wait for it rather than replaying
+// the same events a second time.
 func (m *Machine) WarmTimeTravel() error {
-	var first *State
-	m.cps.mu.Lock()
-	if len(m.cps.states) > 0 {
-		first = m.cps.states[0]
-	}
-	m.cps.mu.Unlock()
+	m.warm.Lock()
+	defer m.warm.Unlock()
+	first := m.cps.first()
 	if first == nil || first.Index <= 1 {
 		return nil
 	}
-	_, err := m.replay(Empty(), first.Index)
-	return err
+	gen := m.cps.generation()
+	if _, err := m.replay(Empty(), first.Index); err != nil {
+		return err
+	}
+	m.cps.addIf(Empty(), gen) // the start is covered now
+	return nil
 }
 
 // IndexAt returns the last log index whose event time is at or before t

@@ -208,6 +208,31 @@ func (h *History) Range(from, to uint64, fn func(*Record) bool) error {
 	})
 }
 
+// RangeEvents is Range for a replay: it decodes only each record's event
+// and type, skipping what the audit views need.
+func (h *History) RangeEvents(from, to uint64, fn func(*Event) bool) error {
+	return h.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucket).Cursor()
+		for k, v := c.Seek(key(from)); k != nil; k, v = c.Next() {
+			if to != 0 && binary.BigEndian.Uint64(k) > to {
+				return nil
+			}
+			var r struct {
+				Event Event `msgpack:"ev"`
+				Type  Type  `msgpack:"ty"`
+			}
+			if err := msgpack.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("decode history record: %w", err)
+			}
+			r.Event.Type = r.Type
+			if !fn(&r.Event) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
 // Dump streams the raw history up to and including index upto, as
 // length-prefixed records, for a Raft snapshot or a backup. It returns
 // how many records it wrote.
