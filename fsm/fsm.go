@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -182,7 +183,13 @@ func (m *Machine) applyEvent(s *State, ev *log.Event, audit bool) (*Result, *log
 	rec := &log.Record{Event: *ev, Type: ev.Type, Outcome: "applied"}
 	if ev.Type == log.TypeDenied {
 		rec.Outcome = "denied"
+		// The payload names the request's path, which may hold a
+		// credential (GET /key-auths/{key}); the record shows only what
+		// was missing.
 		rec.Error = string(ev.Payload)
+		if i := strings.LastIndex(rec.Error, ": "); i >= 0 {
+			rec.Error = rec.Error[i+2:]
+		}
 		return res, rec, withIndex(s, en.Index), nil
 	}
 	if ev.Type == log.TypeWebhook || ev.Type == log.TypeCursor {
@@ -206,8 +213,8 @@ func (m *Machine) applyEvent(s *State, ev *log.Event, audit bool) (*Result, *log
 		if len(c.salt) == 0 && len(ev.Payload) >= 16 {
 			c.salt = append([]byte(nil), ev.Payload...)
 		}
-		// The key itself never enters the history's views.
-		rec.Event.Payload = nil
+		// The key stays in the record (payloads are never shown) so that
+		// past states rebuilt from the history have it too.
 		return res, rec, c, nil
 	}
 	if ev.Type == log.TypeMember {
@@ -233,7 +240,7 @@ func (m *Machine) applyEvent(s *State, ev *log.Event, audit bool) (*Result, *log
 	if ferr != nil {
 		res.Err = ferr
 		rec.Outcome = "rejected"
-		rec.Error = ferr.Message
+		rec.Error = redactMessage(ferr.Message, cmds, s.salt)
 		return res, rec, withIndex(s, en.Index), nil
 	}
 	if len(changes) > 0 && changes[len(changes)-1].After != nil {
@@ -243,6 +250,30 @@ func (m *Machine) applyEvent(s *State, ev *log.Event, audit bool) (*Result, *log
 		rec.Changes = auditChanges(changes, s.salt)
 	}
 	return res, rec, next, changes
+}
+
+// redactMessage replaces, in an error recorded in the history, every
+// secret the commands carried (a unique-violation message names the
+// conflicting key-auth key) by its HMAC.
+func redactMessage(msg string, cmds []*Command, salt []byte) string {
+	for _, c := range cmds {
+		sc := Schemas[c.Kind]
+		if sc == nil {
+			continue
+		}
+		for _, f := range sc.Fields {
+			if !f.Secret {
+				continue
+			}
+			if v, ok := c.Body[f.Name].(string); ok && v != "" {
+				msg = strings.ReplaceAll(msg, v, HMAC(salt, v))
+			}
+			if c.Key != "" && !IsUUID(c.Key) && EndpointKey(c.Kind) == f.Name {
+				msg = strings.ReplaceAll(msg, c.Key, HMAC(salt, c.Key))
+			}
+		}
+	}
+	return msg
 }
 
 // withMember returns s with a member's addresses set or removed.
