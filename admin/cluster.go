@@ -332,7 +332,7 @@ func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
 	for i, p := range peers {
 		m := members[p.ID]
 		row := map[string]any{"id": p.ID, "voter": p.Voter, "cluster_address": p.Address,
-			"admin_address": m.Admin, "proxy_address": m.Proxy, "status_address": m.Status,
+			"admin_address": m.Admin, "proxy_address": m.Proxy, "status_address": m.Status, "gossip_address": m.Gossip,
 			"role": "unknown", "applied_index": nil, "last_contact": nil}
 		out[i] = row
 		if p.ID == s.cfg.NodeID {

@@ -52,6 +52,7 @@ func (s *Server) routes() {
 	// Kong disables the top-level target endpoints.
 	r.HandleFunc("/targets", notFoundHandler)
 	r.PathPrefix("/targets/").HandlerFunc(notFoundHandler)
+	r.HandleFunc("/rate-limits/{plugin}/{key}", s.rateLimit).Methods("GET")
 	r.HandleFunc("/proxy-cache", s.cachePurge).Methods("DELETE")
 	r.HandleFunc("/proxy-cache/{key}", s.cacheGet).Methods("GET")
 	r.HandleFunc("/proxy-cache/{key}", s.cacheDelete).Methods("DELETE")
@@ -146,7 +147,12 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.ServerInfo != nil {
 		server = s.cfg.ServerInfo()
 	}
+	var gossip any
+	if s.cfg.Gossip != nil {
+		gossip = s.cfg.Gossip()
+	}
 	writeJSON(w, 200, map[string]any{
+		"gossip":   gossip,
 		"database": map[string]any{"reachable": true},
 		"server":   server,
 		"memory": map[string]any{

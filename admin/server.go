@@ -75,6 +75,10 @@ type Config struct {
 	// SigningKey signs audit rows this node serves (its public key is in
 	// the node's member record, served as JWKS).
 	SigningKey ed25519.PrivateKey
+	// RateLimits serves /rate-limits; Gossip reports the counter gossip
+	// in /status (both optional).
+	RateLimits RateLimits
+	Gossip     func() any
 }
 
 // Server is the Admin API handler.

@@ -82,6 +82,8 @@ type Member struct {
 	Proxy   string `msgpack:"proxy" json:"proxy_address"`
 	Status  string `msgpack:"status" json:"status_address"`
 	Cluster string `msgpack:"cluster" json:"cluster_address"`
+	// Gossip is the node's rate-limit gossip (memberlist) address.
+	Gossip string `msgpack:"gossip,omitempty" json:"gossip_address,omitempty"`
 	// PublicKey is the node's Ed25519 audit signing key, base64url.
 	PublicKey string `msgpack:"pk,omitempty" json:"public_key,omitempty"`
 	Removed   bool   `msgpack:"removed,omitempty" json:"-"`

@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/admin"
 	"github.com/gatehouse-gw/gatehouse/fsm"
 	"github.com/gatehouse-gw/gatehouse/plugins/proxycache"
+	"github.com/gatehouse-gw/gatehouse/plugins/ratelimiting"
 )
 
 // seedFile is where `restore --data-dir` leaves a backup for `run` to
@@ -175,7 +176,7 @@ func seed(from, to, dir string) error {
 			if cerr != nil {
 				return cerr
 			}
-			index, err = fsm.Cut(snap, newRegistry(cache), scratch, i, t, out)
+			index, err = fsm.Cut(snap, newRegistry(cache, ratelimiting.NewStore(1024)), scratch, i, t, out)
 		}
 	}
 	if cerr := out.Close(); err == nil {

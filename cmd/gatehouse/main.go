@@ -22,6 +22,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/admin"
 	"github.com/gatehouse-gw/gatehouse/cluster"
+	"github.com/gatehouse-gw/gatehouse/cluster/gossip"
 	"github.com/gatehouse-gw/gatehouse/fsm"
 	"github.com/gatehouse-gw/gatehouse/log"
 	"github.com/gatehouse-gw/gatehouse/plugins"
@@ -77,10 +78,11 @@ func installSeed(ctx context.Context, node *cluster.Node, dir string) error {
 }
 
 // newRegistry is the set of plugins this build offers.
-func newRegistry(cache *proxycache.Store) *plugins.Registry {
+func newRegistry(cache *proxycache.Store, counters *ratelimiting.Store) *plugins.Registry {
 	return plugins.NewRegistry(
 		keyauth.Definition(),
-		ratelimiting.Definition(ratelimiting.NewStore()),
+		ratelimiting.Definition(counters),
+		ratelimiting.AdvancedDefinition(counters),
 		proxycache.Definition(cache),
 	)
 }
@@ -102,6 +104,11 @@ func runCommand() *cli.Command {
 			flag("status-listen", "127.0.0.1:8100", "status API listen address (/status, /status/ready, /debug/pprof)"),
 			flag("node-id", host, "this node's id in the cluster"),
 			flag("cluster-listen", "127.0.0.1:8005", "Raft transport listen address"),
+			flag("gossip-listen", "", "rate-limit gossip (UDP and TCP) listen address (default: --cluster-listen's host, its port + 1)"),
+			flag("gossip-key", "", "base64 AES key (16, 24 or 32 bytes) for gossip packets (default: derived from --admin-token, if set)"),
+			&cli.IntFlag{Name: "rate-limit-max-counters", Value: ratelimiting.DefaultMaxCounters,
+				EnvVars: []string{"GATEHOUSE_RATE_LIMIT_MAX_COUNTERS"},
+				Usage:   "most rate-limit counters one node keeps (its own and its peers'); the least used go first"},
 			flag("join", "", "comma-separated admin addresses of other nodes to join or form a cluster with"),
 			&cli.IntFlag{Name: "bootstrap-expect", Value: 0, EnvVars: []string{"GATEHOUSE_BOOTSTRAP_EXPECT"},
 				Usage: "form a new cluster once this many nodes (listed in --join) have started"},
@@ -127,6 +134,8 @@ func runCommand() *cli.Command {
 				adminAuth:         c.String("admin-auth"), iKnowOpen: c.Bool("i-know-admin-is-open"),
 				adminToken:       c.String("admin-token"),
 				proxyReadTimeout: c.Duration("proxy-read-timeout"),
+				gossip:           c.String("gossip-listen"), gossipKey: c.String("gossip-key"),
+				maxCounters: c.Int("rate-limit-max-counters"),
 				tls: cluster.TLSFiles{Cert: c.String("cluster-tls-cert"), Key: c.String("cluster-tls-key"),
 					CA: c.String("cluster-ca")},
 			})
@@ -143,6 +152,8 @@ type runConfig struct {
 	iKnowOpen                                      bool
 	tls                                            cluster.TLSFiles
 	proxyReadTimeout                               time.Duration
+	gossip, gossipKey                              string
+	maxCounters                                    int
 }
 
 // authEnabled applies the admin-auth rules: auto means on unless the admin
@@ -226,7 +237,8 @@ func run(ctx context.Context, cfg runConfig) error {
 	if err != nil {
 		return err
 	}
-	registry := newRegistry(cache)
+	counters := ratelimiting.NewStore(cfg.maxCounters)
+	registry := newRegistry(cache, counters)
 	fsm.RouteValidator = func(p string) string {
 		if err := router.ValidatePath(p); err != nil {
 			return err.Error()
@@ -238,6 +250,22 @@ func run(ctx context.Context, cfg runConfig) error {
 	// Subscribe before Raft starts: its startup restore and log replay
 	// must reach the proxy too.
 	machine.Subscribe(rt.Update)
+
+	gossipAddr, err := gossipListen(cfg.gossip, cfg.cluster)
+	if err != nil {
+		return err
+	}
+	key, err := gossipKey(cfg.gossipKey, cfg.adminToken)
+	if err != nil {
+		return err
+	}
+	gsp, err := gossip.Start(gossip.Config{NodeID: cfg.nodeID, Bind: gossipAddr,
+		Advertise: advertise(gossipAddr, cfg.cluster), Key: key}, counters)
+	if err != nil {
+		return err
+	}
+	defer gsp.Close()
+	machine.Subscribe(followMembers(gsp))
 
 	// Listen before starting Raft so a taken port fails fast.
 	proxyLn, err := net.Listen("tcp", cfg.proxy)
@@ -262,6 +290,7 @@ func run(ctx context.Context, cfg runConfig) error {
 		TLS: cfg.tls,
 		Self: fsm.Member{Admin: advertise(adminLn.Addr().String(), cfg.cluster),
 			Proxy: advertise(proxyLn.Addr().String(), cfg.cluster), Status: advertise(statusLn.Addr().String(), cfg.cluster),
+			Gossip:    advertise(gossipAddr, cfg.cluster),
 			PublicKey: base64.RawURLEncoding.EncodeToString(signingKey.Public().(ed25519.PublicKey))},
 	}, machine)
 	if err != nil {
@@ -294,6 +323,7 @@ func run(ctx context.Context, cfg runConfig) error {
 		NodeID: cfg.nodeID, NodeUUID: nodeUUID, Store: machine, Appender: node, Plugins: registry,
 		Cache: cache, ServerInfo: px.Stats, Cluster: node,
 		Auth: admin.Auth{Enabled: auth, BootstrapToken: cfg.adminToken}, SigningKey: signingKey,
+		RateLimits: rateLimits{self: cfg.nodeID}, Gossip: gossipStatus(gsp, counters),
 		Settings: map[string]any{"admin_listen": []string{cfg.admin}, "proxy_listen": []string{cfg.proxy},
 			"status_listen": []string{cfg.status}, "cluster_listen": cfg.cluster, "prefix": cfg.dataDir},
 	})
@@ -350,6 +380,11 @@ func run(ctx context.Context, cfg runConfig) error {
 	adminSrv.Shutdown(sctx)
 	statusSrv.Shutdown(sctx)
 	px.Shutdown()
+	// Leave the gossip first: peers then forget this node's counts at
+	// once instead of waiting to declare it dead.
+	if err := gsp.Close(); err != nil {
+		slog.Debug("gossip shutdown", "err", err)
+	}
 	if err := node.Close(); err != nil {
 		slog.Warn("raft shutdown", "err", err)
 	}

@@ -1,6 +1,8 @@
-// Package ratelimiting is Kong's rate-limiting plugin with fixed calendar
-// windows. Unlike Kong, the check and the increment happen under one lock,
-// so a burst of concurrent requests can never overshoot the limit.
+// Package ratelimiting is Kong's rate-limiting and rate-limiting-advanced
+// plugins. Unlike Kong, a node checks and counts a request under one lock,
+// so a burst of concurrent requests never overshoots the limit on one node;
+// with policy (strategy) cluster, nodes gossip their counts so that a limit
+// holds for the whole cluster, without Redis or a database.
 package ratelimiting
 
 import (
@@ -9,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/fsm"
 	"github.com/gatehouse-gw/gatehouse/fsm/schema"
 	"github.com/gatehouse-gw/gatehouse/plugins"
 )
@@ -19,6 +22,7 @@ type period struct {
 	title  string // "Second" ... for header names
 	limit  int64
 	limitS string
+	size   int64 // Kong's nominal length in seconds
 
 	headerLimit, headerRemaining string
 }
@@ -32,11 +36,6 @@ func Definition(store *Store) *plugins.Definition {
 	lim := func(n string) *schema.Field {
 		return &schema.Field{Name: n, Type: schema.Number, Gt: &gt0}
 	}
-	redis := &schema.Field{Name: "redis", Type: schema.Record, Fields: []*schema.Field{
-		plugins.Str("host", nil), plugins.Int("port", 6379.0), plugins.Int("timeout", 2000.0),
-		plugins.Str("username", nil), plugins.Str("password", nil), plugins.Int("database", 0.0),
-		plugins.Bool("ssl", false), plugins.Bool("ssl_verify", false), plugins.Str("server_name", nil),
-	}}
 	return &plugins.Definition{
 		Name: "rate-limiting", Priority: 910, Version: "3.9.1",
 		Config: &schema.Schema{Name: "rate-limiting", Fields: []*schema.Field{
@@ -50,7 +49,8 @@ func Definition(store *Store) *plugins.Definition {
 			plugins.Int("error_code", 429.0),
 			plugins.Str("error_message", "API rate limit exceeded"),
 			plugins.Num("sync_rate", -1.0),
-			redis,
+			partitionField(),
+			redisField(),
 		}},
 		Compile: func(c map[string]any) (plugins.Handler, schema.Errors) { return compile(store, c) },
 	}
@@ -65,6 +65,7 @@ type handler struct {
 	hide       bool
 	status     int
 	message    string
+	policy     Policy
 }
 
 func compile(store *Store, c map[string]any) (plugins.Handler, schema.Errors) {
@@ -80,7 +81,7 @@ func compile(store *Store, c map[string]any) (plugins.Handler, schema.Errors) {
 			continue
 		}
 		p := period{name: n, title: strings.ToUpper(n[:1]) + n[1:], limit: int64(v),
-			limitS: strconv.FormatInt(int64(v), 10)}
+			limitS: strconv.FormatInt(int64(v), 10), size: periodSize[n]}
 		p.headerLimit = "X-RateLimit-Limit-" + p.title
 		p.headerRemaining = "X-RateLimit-Remaining-" + p.title
 		if prev != nil && v < float64(prev.limit) {
@@ -102,12 +103,14 @@ func compile(store *Store, c map[string]any) (plugins.Handler, schema.Errors) {
 	}
 	switch plugins.String(c, "policy") {
 	case "cluster":
-		errs["policy"] = "policy 'cluster' is not available yet in Gatehouse; use 'local'"
+		h.policy = clusterPolicy(c, errs)
 	case "redis":
-		errs["policy"] = "policy 'redis' is not supported: Gatehouse runs without Redis; use 'local'"
-	}
-	if sr := plugins.Float(c, "sync_rate"); sr != -1 {
-		errs["sync_rate"] = "sync_rate is only used with the 'redis' policy"
+		errs["policy"] = "policy 'redis' is not supported: Gatehouse runs without Redis; use 'cluster' " +
+			"(counters gossiped between nodes) or 'local'"
+	default:
+		if sr := plugins.Float(c, "sync_rate"); sr != -1 {
+			errs["sync_rate"] = "sync_rate is only used with the 'cluster' policy"
+		}
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -118,41 +121,29 @@ func compile(store *Store, c map[string]any) (plugins.Handler, schema.Errors) {
 var _ plugins.Accessor = (*handler)(nil)
 
 func (h *handler) identifier(ctx *plugins.Context) string {
-	switch h.limitBy {
-	case "consumer":
-		if ctx.Consumer != nil {
-			return ctx.Consumer.ID
-		}
-		if ctx.CredentialID != "" {
-			return ctx.CredentialID
-		}
-	case "credential":
-		if ctx.CredentialID != "" {
-			return ctx.CredentialID
-		}
-	case "service":
-		if ctx.Service != nil {
-			return ctx.Service.ID
-		}
-	case "header":
-		if v, ok := ctx.Req.Header(h.headerName); ok && v != "" {
-			return v
-		}
-	case "path":
-		if ctx.Req.Path() == h.path {
-			return h.path
-		}
+	return identify(ctx, h.limitBy, h.headerName, h.path)
+}
+
+// counterKey scopes counters like Kong's: by the plugin's own route and
+// service (a global plugin counts a client across every route).
+func (h *handler) counterKey(p *fsm.Plugin, id string) string {
+	return "rl|" + p.RouteID + "|" + p.ServiceID + "|" + id
+}
+
+func (h *handler) windows(now time.Time, ws []Window) {
+	for i, p := range h.periods {
+		start, end := windowStart(p.name, now)
+		ws[i] = Window{Size: p.size, Start: start, End: end, Limit: p.limit}
 	}
-	return ctx.Req.ClientIP()
 }
 
 func (h *handler) Access(ctx *plugins.Context) {
-	// Counters are scoped like Kong's: by the plugin's own route and
-	// service (a global plugin counts a client across every route).
-	key := ctx.Plugin.RouteID + "|" + ctx.Plugin.ServiceID + "|" + h.identifier(ctx)
 	now := time.Now()
+	var wbuf [6]Window
+	ws := wbuf[:len(h.periods)]
+	h.windows(now, ws)
 	var usage [6]Usage
-	allowed := h.store.Take(key, now, h.periods, usage[:len(h.periods)])
+	allowed := h.store.Take(h.counterKey(ctx.Plugin, h.identifier(ctx)), now, ws, h.policy, usage[:len(ws)])
 
 	if h.hide {
 		if !allowed {
@@ -165,17 +156,56 @@ func (h *handler) Access(ctx *plugins.Context) {
 	best := 0
 	for i := range h.periods {
 		u := usage[i]
-		ctx.AddResponseHeader(h.periods[i].headerLimit, h.periods[i].limitS)
+		ctx.AddResponseHeader(h.periods[i].headerLimit, limitString(u.Limit, h.periods[i]))
 		ctx.AddResponseHeader(h.periods[i].headerRemaining, strconv.FormatInt(u.Remaining, 10))
 		if u.Remaining <= usage[best].Remaining {
 			best = i
 		}
 	}
 	reset := strconv.FormatInt(usage[best].Reset, 10)
-	ctx.AddResponseHeader("RateLimit-Limit", h.periods[best].limitS)
+	ctx.AddResponseHeader("RateLimit-Limit", limitString(usage[best].Limit, h.periods[best]))
 	ctx.AddResponseHeader("RateLimit-Remaining", strconv.FormatInt(usage[best].Remaining, 10))
 	ctx.AddResponseHeader("RateLimit-Reset", reset)
 	if !allowed {
 		ctx.Error(h.status, h.message, [2]string{"Retry-After", reset})
+	}
+}
+
+// limitString avoids formatting the limit on every request unless a
+// partition lowered it.
+func limitString(limit int64, p period) string {
+	if limit == p.limit {
+		return p.limitS
+	}
+	return strconv.FormatInt(limit, 10)
+}
+
+// periodSize is Kong's nominal length of each period, which also tells
+// apart the counters of one key's windows.
+var periodSize = map[string]int64{"second": 1, "minute": 60, "hour": 3600, "day": 86400,
+	"month": 2592000, "year": 31536000}
+
+// windowStart returns the calendar window containing now (UTC) and its end.
+func windowStart(p string, now time.Time) (start, end int64) {
+	u := now.UTC()
+	switch p {
+	case "second":
+		s := u.Unix()
+		return s, s + 1
+	case "minute":
+		s := u.Unix() / 60 * 60
+		return s, s + 60
+	case "hour":
+		s := u.Unix() / 3600 * 3600
+		return s, s + 3600
+	case "day":
+		s := u.Unix() / 86400 * 86400
+		return s, s + 86400
+	case "month":
+		t := time.Date(u.Year(), u.Month(), 1, 0, 0, 0, 0, time.UTC)
+		return t.Unix(), t.AddDate(0, 1, 0).Unix()
+	default: // year
+		t := time.Date(u.Year(), 1, 1, 0, 0, 0, 0, time.UTC)
+		return t.Unix(), t.AddDate(1, 0, 0).Unix()
 	}
 }

@@ -46,7 +46,7 @@ func StartCluster(t testing.TB, size int, opts Options) []*Node {
 
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		ports, err := FreePorts(4 * size)
+		ports, err := FreePorts(portsPerNode * size)
 		if err != nil {
 			t.Fatalf("allocating ports: %v", err)
 		}
@@ -55,7 +55,7 @@ func StartCluster(t testing.TB, size int, opts Options) []*Node {
 			// Fresh directories on every attempt: a failed attempt may
 			// have bootstrapped Raft with the old addresses.
 			n.DataDir = t.TempDir()
-			n.setPorts(ports[4*i : 4*i+4])
+			n.setPorts(ports[portsPerNode*i : portsPerNode*(i+1)])
 			joins[i] = n.AdminAddr
 		}
 		for i, n := range nodes {

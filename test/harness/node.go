@@ -164,6 +164,7 @@ type Node struct {
 	ProxyAddr   string
 	StatusAddr  string
 	ClusterAddr string
+	GossipAddr  string
 
 	opts Options
 	bin  string
@@ -199,7 +200,7 @@ func Start(t testing.TB, opts Options) *Node {
 	})
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		ports, err := FreePorts(4)
+		ports, err := FreePorts(portsPerNode)
 		if err != nil {
 			t.Fatalf("allocating ports: %v", err)
 		}
@@ -221,7 +222,11 @@ func Start(t testing.TB, opts Options) *Node {
 	return nil
 }
 
+// portsPerNode: proxy, admin, status, cluster (Raft) and gossip.
+const portsPerNode = 5
+
 func (n *Node) setPorts(p []int) {
+	n.GossipAddr = fmt.Sprintf("127.0.0.1:%d", p[4])
 	n.ProxyAddr = fmt.Sprintf("127.0.0.1:%d", p[0])
 	n.AdminAddr = fmt.Sprintf("127.0.0.1:%d", p[1])
 	n.StatusAddr = fmt.Sprintf("127.0.0.1:%d", p[2])
@@ -240,6 +245,7 @@ func (n *Node) Args() []string {
 		"--admin-listen", n.AdminAddr,
 		"--status-listen", n.StatusAddr,
 		"--cluster-listen", n.ClusterAddr,
+		"--gossip-listen", n.GossipAddr,
 	}
 	return append(args, n.opts.Args...)
 }
@@ -396,24 +402,34 @@ func (n *Node) ConfigIndex(t testing.TB) uint64 {
 	return r.ConfigIndex(t)
 }
 
-// FreePorts returns n distinct free TCP ports on 127.0.0.1. The listeners
-// are closed before returning, so a port can in principle be taken by
-// someone else before it is used.
+// FreePorts returns n distinct ports on 127.0.0.1 free for both TCP and
+// UDP (gossip listens on both). The listeners are closed before
+// returning, so a port can in principle be taken by someone else before
+// it is used.
 func FreePorts(n int) ([]int, error) {
-	ls := make([]net.Listener, 0, n)
+	var closers []interface{ Close() error }
 	defer func() {
-		for _, l := range ls {
-			l.Close()
+		for _, c := range closers {
+			c.Close()
 		}
 	}()
 	ports := make([]int, 0, n)
-	for i := 0; i < n; i++ {
+	for i := 0; len(ports) < n && i < 10*n; i++ {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, err
 		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		closers = append(closers, l)
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue // taken for UDP: keep the TCP one held and try another
+		}
+		closers = append(closers, u)
+		ports = append(ports, port)
+	}
+	if len(ports) < n {
+		return nil, fmt.Errorf("found only %d of %d free ports", len(ports), n)
 	}
 	return ports, nil
 }
