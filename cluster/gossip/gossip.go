@@ -338,6 +338,9 @@ func (e events) NotifyJoin(n *memberlist.Node) {
 }
 
 func (e events) NotifyLeave(n *memberlist.Node) {
+	if n.Name == e.g.cfg.NodeID {
+		return
+	}
 	e.g.leaves.Add(1)
 	slog.Info("gossip: member left or failed; its counts age out", "member", n.Name)
 	e.g.payload.Forget(n.Name)
