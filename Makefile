@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/gatehouse
 DATA_DIR ?= ./data
 
-.PHONY: build run cluster test unit e2e fuzz bench bench-cluster bench-history vet clean
+.PHONY: build run cluster test unit e2e fuzz bench bench-cluster bench-history bench-ratelimit vet clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/gatehouse
@@ -35,6 +35,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzBody -fuzztime=$(FUZZTIME) ./admin/decode/
 	$(GO) test -run '^$$' -fuzz=FuzzNormalizePath -fuzztime=$(FUZZTIME) ./proxy/router/
 	$(GO) test -run '^$$' -fuzz=FuzzProxyRequest -fuzztime=$(FUZZTIME) ./proxy/
+	$(GO) test -run '^$$' -fuzz=FuzzReceive -fuzztime=$(FUZZTIME) ./plugins/ratelimiting/
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
@@ -54,3 +55,11 @@ clean:
 # 1,000,000 events and 100,000 entities (see scripts/benchhistory).
 bench-history: build
 	$(GO) run ./scripts/benchhistory -bin $(BIN)
+
+# Over-admission of the gossiped cluster rate limit (3 nodes; sync 50,
+# 100, 500 ms; balanced and skewed load) and its CPU cost per request
+# against the local policy (see scripts/benchratelimit).
+bench-ratelimit: build
+	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(GO) test -run '^$$' -bench 'Take' -benchmem ./plugins/ratelimiting/
+	$(GO) run ./scripts/benchratelimit -bin $(BIN)

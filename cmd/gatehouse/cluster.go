@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -46,7 +48,7 @@ func clusterCommand() *cli.Command {
 				Flags: []cli.Flag{
 					&cli.IntFlag{Name: "nodes", Value: 3, Usage: "number of nodes"},
 					&cli.StringFlag{Name: "data-dir", Value: "./cluster-data", Usage: "parent of the nodes' data dirs"},
-					&cli.IntFlag{Name: "base-port", Value: 8000, Usage: "node i uses base+10(i-1) (+0 proxy, +1 admin, +5 cluster, +100 status)"},
+					&cli.IntFlag{Name: "base-port", Value: 8000, Usage: "node i uses base+10(i-1) (+0 proxy, +1 admin, +5 cluster, +6 gossip, +100 status)"},
 					&cli.BoolFlag{Name: "tls", Value: true, Usage: "mutual TLS between nodes, with a throwaway CA made here"},
 				},
 				Action: clusterUp,
@@ -227,6 +229,16 @@ func clusterUp(c *cli.Context) error {
 			return fmt.Errorf("make cluster certificates: %w", err)
 		}
 	}
+	// A throwaway gossip key as well, passed in the environment (not on
+	// command lines other local users can read).
+	var gossipEnv []string
+	if c.Bool("tls") {
+		k := make([]byte, 32)
+		if _, err := rand.Read(k); err != nil {
+			return fmt.Errorf("gossip key: %w", err)
+		}
+		gossipEnv = []string{"GATEHOUSE_GOSSIP_KEY=" + base64.StdEncoding.EncodeToString(k)}
+	}
 	var procs []*exec.Cmd
 	stopAll := func() {
 		for _, p := range procs {
@@ -258,7 +270,8 @@ func clusterUp(c *cli.Context) error {
 		}
 		args := []string{"run", "--node-id", id, "--data-dir", ndir,
 			"--proxy-listen", "127.0.0.1:" + strconv.Itoa(p), "--admin-listen", admins[i],
-			"--cluster-listen", "127.0.0.1:" + strconv.Itoa(p+5), "--status-listen", "127.0.0.1:" + strconv.Itoa(p+100)}
+			"--cluster-listen", "127.0.0.1:" + strconv.Itoa(p+5), "--gossip-listen", "127.0.0.1:" + strconv.Itoa(p+6),
+			"--status-listen", "127.0.0.1:" + strconv.Itoa(p+100)}
 		if n > 1 {
 			args = append(args, "--join", strings.Join(admins, ","), "--bootstrap-expect", strconv.Itoa(n))
 		}
@@ -266,6 +279,7 @@ func clusterUp(c *cli.Context) error {
 			args = append(args, "--cluster-tls-cert", f.Cert, "--cluster-tls-key", f.Key, "--cluster-ca", f.CA)
 		}
 		cmd := exec.Command(self, args...)
+		cmd.Env = append(os.Environ(), gossipEnv...)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
 			stopAll()

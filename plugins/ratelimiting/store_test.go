@@ -305,3 +305,28 @@ func TestCollectInterval(t *testing.T) {
 		t.Fatalf("deferral: first round %d, second %d", len(got), len(r))
 	}
 }
+
+// The request path's cost: local policy versus cluster (peers' reports to
+// add, the counter to mark for the next report).
+func BenchmarkTake(b *testing.B) {
+	now := time.Date(2026, 1, 1, 0, 0, 30, 0, time.UTC)
+	ws := fixed(now, map[string]int64{"minute": 1 << 40})
+	for _, c := range []struct {
+		name string
+		p    Policy
+	}{{"local", Policy{}}, {"cluster", Policy{SyncEvery: 100 * time.Millisecond}}} {
+		b.Run(c.name, func(b *testing.B) {
+			s := NewStore(0)
+			if c.p.SyncEvery > 0 {
+				for _, peer := range []string{"node2", "node3"} {
+					s.Merge(peer, now, []Report{{Key: "k", Size: 60, Start: ws[0].Start, Expires: ws[0].End, Count: 5}})
+				}
+			}
+			u := make([]Usage, 1)
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				s.Take("k", now, ws, c.p, u)
+			}
+		})
+	}
+}
