@@ -128,13 +128,7 @@ func compileAdvanced(store *Store, c map[string]any) (plugins.Handler, schema.Er
 	if h.jitter < 0 {
 		errs["retry_after_jitter_max"] = "must be 0 or more (seconds)"
 	}
-	switch plugins.String(c, "strategy") {
-	case "cluster":
-		h.policy = clusterPolicy(c, errs)
-	case "redis":
-		errs["strategy"] = "strategy 'redis' is not supported: Gatehouse runs without Redis; use 'cluster' " +
-			"(counters gossiped between nodes) or 'local'"
-	}
+	h.policy, _ = policyOf(c, "strategy", errs)
 	h.policy.Penalty = h.sliding && !plugins.Flag(c, "disable_penalty")
 	if len(errs) > 0 {
 		return nil, errs

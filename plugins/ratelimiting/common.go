@@ -23,6 +23,20 @@ func partitionField() *schema.Field {
 	return plugins.Str("partition_behavior", "full", "full", "local_share")
 }
 
+// policyOf reads the counting policy from field (rate-limiting's policy,
+// rate-limiting-advanced's strategy); local reports the local policy.
+func policyOf(c map[string]any, field string, errs schema.Errors) (p Policy, local bool) {
+	switch v := plugins.String(c, field); v {
+	case "cluster":
+		return clusterPolicy(c, errs), false
+	case "redis":
+		errs[field] = field + " 'redis' is not supported: Gatehouse runs without Redis; use 'cluster' " +
+			"(counters gossiped between nodes) or 'local'"
+		return Policy{}, false
+	}
+	return Policy{}, true
+}
+
 // clusterPolicy reads sync_rate (seconds, as in Kong's
 // rate-limiting-advanced) and partition_behavior for the cluster policy.
 func clusterPolicy(c map[string]any, errs schema.Errors) Policy {

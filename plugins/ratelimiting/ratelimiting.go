@@ -101,16 +101,9 @@ func compile(store *Store, c map[string]any) (plugins.Handler, schema.Errors) {
 	if h.limitBy == "path" && h.path == "" {
 		errs["path"] = "required field missing"
 	}
-	switch plugins.String(c, "policy") {
-	case "cluster":
-		h.policy = clusterPolicy(c, errs)
-	case "redis":
-		errs["policy"] = "policy 'redis' is not supported: Gatehouse runs without Redis; use 'cluster' " +
-			"(counters gossiped between nodes) or 'local'"
-	default:
-		if sr := plugins.Float(c, "sync_rate"); sr != -1 {
-			errs["sync_rate"] = "sync_rate is only used with the 'cluster' policy"
-		}
+	var local bool
+	if h.policy, local = policyOf(c, "policy", errs); local && plugins.Float(c, "sync_rate") != -1 {
+		errs["sync_rate"] = "sync_rate is only used with the 'cluster' policy"
 	}
 	if len(errs) > 0 {
 		return nil, errs
