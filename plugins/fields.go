@@ -50,6 +50,18 @@ func StrList(v any) []string {
 	return out
 }
 
+// NumList reads a []any of numbers from a normalized config.
+func NumList(v any) []float64 {
+	l, _ := v.([]any)
+	out := make([]float64, 0, len(l))
+	for _, x := range l {
+		if f, ok := x.(float64); ok {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // String reads an optional string from a normalized config.
 func String(m map[string]any, k string) string { s, _ := m[k].(string); return s }
 

@@ -70,17 +70,6 @@ type advanced struct {
 	policy     Policy
 }
 
-func numberList(v any) []float64 {
-	l, _ := v.([]any)
-	out := make([]float64, 0, len(l))
-	for _, x := range l {
-		if f, ok := x.(float64); ok {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
 func compileAdvanced(store *Store, c map[string]any) (plugins.Handler, schema.Errors) {
 	h := &advanced{store: store, sliding: plugins.String(c, "window_type") != "fixed",
 		identifier: plugins.String(c, "identifier"),
@@ -89,7 +78,7 @@ func compileAdvanced(store *Store, c map[string]any) (plugins.Handler, schema.Er
 		jitter: int(plugins.Float(c, "retry_after_jitter_max")),
 		status: int(plugins.Float(c, "error_code")), message: plugins.String(c, "error_message")}
 	errs := schema.Errors{}
-	sizes, limits := numberList(c["window_size"]), numberList(c["limit"])
+	sizes, limits := plugins.NumList(c["window_size"]), plugins.NumList(c["limit"])
 	if len(sizes) != len(limits) {
 		errs.AddEntity("You must provide the same number of windows and limits")
 	}

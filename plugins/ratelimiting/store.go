@@ -39,8 +39,9 @@ type Usage struct {
 	Limit     int64 // the limit in force (lower than configured under local_share)
 	Remaining int64
 	Reset     int64 // seconds until the window ends, at least 1
-	// Retry is the number of seconds until a request would be admitted
-	// again if no other request arrives, at least 1 (for Retry-After).
+	// Retry is, after a refusal, the number of seconds until a request
+	// would be admitted again if no other request arrives, at least 1
+	// (for Retry-After).
 	Retry int64
 }
 
@@ -236,7 +237,10 @@ func (s *Store) Take(key string, now time.Time, ws []Window, p Policy, usage []U
 			rem = 0
 		}
 		usage[i].Remaining = int64(rem)
-		usage[i].Retry = retryAfter(w, sh, key, c, usage[i].Limit, ns)
+		if !allowed {
+			// Only a refusal needs Retry-After.
+			usage[i].Retry = retryAfter(w, sh, key, c, usage[i].Limit, ns)
+		}
 	}
 	return allowed
 }

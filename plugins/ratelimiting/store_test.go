@@ -250,14 +250,14 @@ func TestFloodStaysBounded(t *testing.T) {
 	if s.Stats().Evicted == 0 {
 		t.Fatal("no evictions counted")
 	}
-	// The dirty list follows the counters out.
+	// The dirty list follows the counters out even when nothing collects
+	// reports (sweeps drop keys whose counter is gone).
 	total := 0
 	for i := range s.shards {
 		total += len(s.shards[i].dirty)
 	}
-	s.Collect(now.Add(time.Second), func(Report) bool { return true })
-	if total > 200_000 {
-		t.Fatalf("dirty list holds %d keys", total)
+	if total > bound+shardCount {
+		t.Fatalf("dirty list holds %d keys, bound %d", total, bound)
 	}
 }
 
