@@ -304,52 +304,6 @@ func (s *Server) readState(w http.ResponseWriter, r *http.Request) (*fsm.State, 
 	return st, true
 }
 
-// restorable lists the kinds a point-in-time restore rewrites: the gateway
-// configuration, not who may change it (restoring RBAC could lock the
-// operator out, or back in someone who was removed).
-var restorable = []string{fsm.Services, fsm.Routes, fsm.Consumers, fsm.Upstreams, fsm.Targets, fsm.KeyAuths, fsm.Plugins}
-
-// restoreCommands is the batch that turns cur into past: deletions of
-// what past lacks (children first), then upserts, with their ids, of what
-// past has and cur has not or has differently (parents first). With all
-// set, every current entity is deleted and every past one re-created.
-func restoreCommands(cur, past *fsm.State, all bool) []*fsm.Command {
-	var dels, puts []*fsm.Command
-	put := func(e *fsm.Entity) {
-		body := make(map[string]any, len(e.Data))
-		for k, v := range e.Data {
-			if k != "id" && k != "created_at" && k != "updated_at" {
-				body[k] = v
-			}
-		}
-		puts = append(puts, &fsm.Command{Op: log.OpUpsert, Kind: e.Kind, Key: e.ID, NewID: e.ID, Body: body})
-	}
-	if all {
-		for i := len(restorable) - 1; i >= 0; i-- {
-			cur.Walk(restorable[i], "", func(e *fsm.Entity) bool {
-				dels = append(dels, &fsm.Command{Op: log.OpDelete, Kind: e.Kind, Key: e.ID})
-				return true
-			})
-		}
-		for _, kind := range restorable {
-			past.Walk(kind, "", func(e *fsm.Entity) bool { put(e); return true })
-		}
-		return append(dels, puts...)
-	}
-	diffs := fsm.Diff(cur, past, restorable)
-	for i := len(diffs) - 1; i >= 0; i-- {
-		if d := diffs[i]; d.After == nil {
-			dels = append(dels, &fsm.Command{Op: log.OpDelete, Kind: d.Kind, Key: d.ID})
-		}
-	}
-	for _, d := range diffs {
-		if d.After != nil {
-			put(d.After)
-		}
-	}
-	return append(dels, puts...)
-}
-
 // restore serves POST /audit/restore {"at": INDEX|TIME}: the configuration
 // goes back to what it was at that point, as ONE new event (a batch that
 // deletes, re-creates and rewrites, with their ids, the entities that
@@ -375,12 +329,12 @@ func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now().UnixNano()
-	cmds := restoreCommands(cur, past, false)
+	cmds := fsm.RestorePlan(cur, past, false)
 	if _, _, ferr := s.cfg.Store.Fold().ApplyAll(cur, cur.Index, now, cmds); ferr != nil {
 		// Only what differs is rewritten, in dependency order; that can
 		// still trip over a unique name that moved from one entity to
 		// another. Rewriting everything never does.
-		cmds = restoreCommands(cur, past, true)
+		cmds = fsm.RestorePlan(cur, past, true)
 	}
 	if _, _, ferr := s.cfg.Store.Fold().ApplyAll(cur, cur.Index, now, cmds); ferr != nil {
 		writeError(w, ferr)

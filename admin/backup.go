@@ -31,9 +31,7 @@ func (s *Server) backupArchive(w http.ResponseWriter, r *http.Request) {
 		entities += st.Count(k)
 	}
 	meta := backup.Meta{Index: st.Index, Node: s.cfg.NodeID, GatehouseVersion: GatehouseVersion, Entities: entities}
-	err := backup.Write(w, meta, func(state, history io.Writer) (int, error) {
-		return s.cfg.Store.PersistParts(st, state, history)
-	})
+	err := backup.Write(w, meta, s.cfg.Store.Parts(st))
 	if err != nil {
 		// The status line is gone; a truncated archive fails the
 		// restore's checks, and the operator sees this in the log.

@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -40,7 +39,7 @@ type Store interface {
 	History() *log.History
 	StateAt(index uint64) (*fsm.State, error)
 	IndexAt(unixNano int64) (uint64, error)
-	PersistParts(s *fsm.State, state, history io.Writer) (int, error)
+	Parts(s *fsm.State) fsm.Parts
 }
 
 // Appender appends an encoded event and returns the fold's result once it

@@ -3,6 +3,7 @@ package fsm
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -251,9 +252,10 @@ func (f *Fold) put(t *txn, s *State, now int64, cmd *Command, parent, old *Entit
 	e := &Entity{Kind: kind, ID: out["id"].(string), Data: out}
 	e.View = buildView(kind, out, compiled)
 	if old != nil {
-		t.unindex(old)
+		t.replace(old, e)
+	} else {
+		t.index(e)
 	}
-	t.index(e)
 	t.changes = append(t.changes, Change{Kind: kind, ID: e.ID, Before: old, After: e})
 	return nil
 }
@@ -605,6 +607,69 @@ func (t *txn) unindex(e *Entity) {
 		t.countPlugin(str(e.Data, "name"), -1)
 		if ref(e.Data, "consumer") != "" {
 			t.consumer--
+		}
+	}
+}
+
+// replace swaps old for e, a version of the same entity, touching only
+// the index keys that differ: most updates change no unique field, tag or
+// reference, and each radix operation copies a path of the tree. A unique
+// key is removed only while it still names this entity, so a batch that
+// moves a name from one entity to another is right in either order.
+func (t *txn) replace(old, e *Entity) {
+	t.entities.Insert(k(e.Kind, e.ID), e)
+	if e.hash == ([32]byte{}) {
+		e.hash = entityHash(e)
+	}
+	xorInto(&t.hash, old.hash)
+	xorInto(&t.hash, e.hash)
+
+	oldKeys, _ := uniqueKeys(old.Kind, old.Data)
+	newKeys, _ := uniqueKeys(e.Kind, e.Data)
+	for _, key := range oldKeys {
+		if !slices.Contains(newKeys, key) {
+			if id, ok := t.unique.Get([]byte(key)); ok && id == e.ID {
+				t.unique.Delete([]byte(key))
+			}
+		}
+	}
+	for _, key := range newKeys {
+		if id, ok := t.unique.Get([]byte(key)); !ok || id != e.ID {
+			t.unique.Insert([]byte(key), e.ID)
+		}
+	}
+	for _, fr := range foreignFields[e.Kind] {
+		if was, is := ref(old.Data, fr.field), ref(e.Data, fr.field); was != is {
+			if was != "" {
+				t.children.Delete(k(fr.kind, was, e.Kind, e.ID))
+			}
+			if is != "" {
+				t.children.Insert(k(fr.kind, is, e.Kind, e.ID), struct{}{})
+			}
+		}
+	}
+	oldTags, newTags := strs(old.Data, "tags"), strs(e.Data, "tags")
+	for _, tag := range oldTags {
+		if !slices.Contains(newTags, tag) {
+			t.tags.Delete(k(tag, e.Kind, e.ID))
+		}
+	}
+	for _, tag := range newTags {
+		if !slices.Contains(oldTags, tag) {
+			t.tags.Insert(k(tag, e.Kind, e.ID), struct{}{})
+		}
+	}
+	if e.Kind == Plugins {
+		if was, is := str(old.Data, "name"), str(e.Data, "name"); was != is {
+			t.countPlugin(was, -1)
+			t.countPlugin(is, 1)
+		}
+		if was, is := ref(old.Data, "consumer") != "", ref(e.Data, "consumer") != ""; was != is {
+			if is {
+				t.consumer++
+			} else {
+				t.consumer--
+			}
 		}
 	}
 }

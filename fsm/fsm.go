@@ -51,15 +51,21 @@ type Machine struct {
 	subs   []func(Update)
 	notify chan struct{} // closed and replaced on every new state
 
-	cps  checkpoints // past states, for time travel
-	warm sync.Mutex  // held while WarmTimeTravel replays
+	warm     sync.Mutex    // held while WarmTimeTravel replays
+	warmMu   sync.Mutex    // guards warmDone
+	warmDone chan struct{} // closed when no rebuild of old versions is running
+	// fromStart is true until a snapshot is restored: the log is then
+	// applied from its first entry and records every version.
+	fromStart bool
 }
 
 // New creates a machine over history with the given plugin registry.
 func New(history *log.History, plugins PluginRegistry) *Machine {
 	m := &Machine{fold: Fold{Plugins: plugins}, history: history, notify: make(chan struct{})}
 	m.state.Store(Empty())
-	m.cps.add(Empty())
+	m.warmDone = make(chan struct{})
+	close(m.warmDone)
+	m.fromStart = true
 	return m
 }
 
@@ -118,25 +124,35 @@ func (m *Machine) ApplyBatch(entries []Entry) []*Result {
 	results := make([]*Result, len(entries))
 	recs := make([]*log.Record, 0, len(entries))
 	var changes []Change
+	var versions []log.Version
 	for i, en := range entries {
 		res, rec, next, ch := m.applyOne(s, en, true)
 		results[i] = res
 		if rec != nil {
 			recs = append(recs, rec)
+			var err error
+			if versions, err = versionsOf(&rec.Event, next, ch, versions); err != nil {
+				slog.Error("time-travel version", "index", en.Index, "err", err)
+			}
 		}
 		s = next
 		changes = append(changes, ch...)
 	}
-	if err := m.history.Append(recs...); err != nil {
+	if m.fromStart && prev.Index == 0 {
+		// Applying the log from its start, with no snapshot: every
+		// version is about to be recorded.
+		if err := m.history.SetVersionsFrom(0); err != nil {
+			slog.Error("time-travel versions", "err", err)
+		}
+	}
+	m.fromStart = false
+	if err := m.history.Commit(recs, versions); err != nil {
 		// The Raft log still holds these events; a restart replays them
 		// into the history. Losing the process is better than silently
 		// diverging, but serving on is better still: log loudly.
 		slog.Error("history append failed", "err", err)
 	}
 	m.publish(Update{Prev: prev, Next: s, Changes: changes})
-	if prev.Index/checkpointEvery != s.Index/checkpointEvery {
-		m.cps.add(s)
-	}
 	return results
 }
 
@@ -372,9 +388,16 @@ type snapEntity struct {
 // checked before anything is restored from it). It reads only immutable
 // data, so it may run concurrently with applies.
 func (m *Machine) Persist(s *State, w io.Writer) error {
+	if err := m.history.Sync(); err != nil {
+		return fmt.Errorf("sync history: %w", err)
+	}
 	sum := sha256.New()
 	mw := io.MultiWriter(w, sum)
-	if _, err := m.PersistParts(s, mw, mw); err != nil {
+	p := m.Parts(s)
+	if err := p.WriteState(mw); err != nil {
+		return err
+	}
+	if _, err := p.WriteHistory(mw); err != nil {
 		return err
 	}
 	if _, err := w.Write(sum.Sum(nil)); err != nil {
@@ -383,15 +406,21 @@ func (m *Machine) Persist(s *State, w io.Writer) error {
 	return nil
 }
 
-// PersistParts writes the two parts of a snapshot to separate writers:
-// header and entities to state, the history up to the state's index to
-// history. Concatenated, they are a Persist stream without its checksum.
-// It returns the number of history records written.
-func (m *Machine) PersistParts(s *State, state, history io.Writer) (int, error) {
-	if err := m.history.Sync(); err != nil {
-		return 0, fmt.Errorf("sync history: %w", err)
-	}
-	bw := bufio.NewWriterSize(state, 256<<10)
+// Parts is a state's snapshot in its two parts, for a backup archive:
+// header and entities, and the history up to the state's index.
+// Concatenated, they are a Persist stream without its checksum.
+type Parts struct {
+	m *Machine
+	s *State
+}
+
+// Parts returns s's snapshot parts.
+func (m *Machine) Parts(s *State) Parts { return Parts{m, s} }
+
+// WriteState writes the header and the entities.
+func (p Parts) WriteState(w io.Writer) error {
+	s := p.s
+	bw := bufio.NewWriterSize(w, 256<<10)
 	enc := msgpack.NewEncoder(bw)
 	h := &snapHeader{Version: snapVersion, Index: s.Index, Webhook: s.webhook, LastTime: s.lastTime, Salt: s.salt}
 	for _, mb := range s.members {
@@ -399,7 +428,7 @@ func (m *Machine) PersistParts(s *State, state, history io.Writer) (int, error) 
 	}
 	sort.Slice(h.Members, func(i, j int) bool { return h.Members[i].ID < h.Members[j].ID })
 	if err := enc.Encode(h); err != nil {
-		return 0, fmt.Errorf("write snapshot header: %w", err)
+		return fmt.Errorf("write snapshot header: %w", err)
 	}
 	var err error
 	for _, kind := range Kinds {
@@ -408,21 +437,27 @@ func (m *Machine) PersistParts(s *State, state, history io.Writer) (int, error) 
 			return err == nil
 		})
 		if err != nil {
-			return 0, fmt.Errorf("write snapshot entity: %w", err)
+			return fmt.Errorf("write snapshot entity: %w", err)
 		}
 	}
 	if err := enc.Encode(&snapEntity{}); err != nil {
-		return 0, err
+		return err
 	}
-	if err := bw.Flush(); err != nil {
-		return 0, err
+	return bw.Flush()
+}
+
+// HistorySize returns the length in bytes of WriteHistory's output and
+// the number of records it holds, without writing it.
+func (p Parts) HistorySize() (int64, int, error) { return p.m.history.DumpSize(p.s.Index) }
+
+// WriteHistory writes the history and returns the number of records.
+func (p Parts) WriteHistory(w io.Writer) (int, error) {
+	hw := bufio.NewWriterSize(w, 256<<10)
+	n, err := p.m.history.Dump(hw, p.s.Index)
+	if err == nil {
+		err = hw.Flush()
 	}
-	hw := bufio.NewWriterSize(history, 256<<10)
-	n, err := m.history.Dump(hw, s.Index)
 	if err != nil {
-		return 0, fmt.Errorf("write snapshot history: %w", err)
-	}
-	if err := hw.Flush(); err != nil {
 		return 0, fmt.Errorf("write snapshot history: %w", err)
 	}
 	return n, nil
@@ -432,10 +467,9 @@ func (m *Machine) PersistParts(s *State, state, history io.Writer) (int, error) 
 const snapVersion = 2
 
 // VerifyBackup checks a backup (a Persist stream) of the given size
-// without applying anything: the trailing checksum, the version, and that
-// header, entities and history records all decode and end where they
-// should. It is what stands between a truncated or altered file and a
-// restore that would replace a cluster's state.
+// without applying anything: the trailing checksum, then VerifyState and
+// VerifyHistory. It is what stands between a truncated or altered file
+// and a restore that would replace a cluster's state.
 func VerifyBackup(r io.ReadSeeker, size int64) error {
 	if size < sha256.Size+4 {
 		return errors.New("backup is too short to be a Gatehouse backup")
@@ -455,6 +489,46 @@ func VerifyBackup(r io.ReadSeeker, size int64) error {
 		return err
 	}
 	br := bufio.NewReader(io.LimitReader(r, size-sha256.Size))
+	if err := verifyState(br); err != nil {
+		return err
+	}
+	if err := verifyHistory(br); err != nil {
+		return err
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		return errors.New("backup has trailing data")
+	}
+	_, err := r.Seek(0, io.SeekStart)
+	return err
+}
+
+// VerifyState checks that r is a state part (WriteState's output) and
+// nothing more: the version, and that the header and every entity decode.
+func VerifyState(r io.Reader) error {
+	br := bufio.NewReader(r)
+	if err := verifyState(br); err != nil {
+		return err
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		return errors.New("backup state has trailing data")
+	}
+	return nil
+}
+
+// VerifyHistory checks that r is a history part: length-prefixed records
+// up to the terminating zero length, and nothing more.
+func VerifyHistory(r io.Reader) error {
+	br := bufio.NewReaderSize(r, 256<<10)
+	if err := verifyHistory(br); err != nil {
+		return err
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		return errors.New("backup history has trailing data")
+	}
+	return nil
+}
+
+func verifyState(br *bufio.Reader) error {
 	dec := msgpack.NewDecoder(br)
 	var h snapHeader
 	if err := dec.Decode(&h); err != nil {
@@ -469,12 +543,15 @@ func VerifyBackup(r io.ReadSeeker, size int64) error {
 			return fmt.Errorf("backup entity: %w", err)
 		}
 		if se.Kind == "" {
-			break
+			return nil
 		}
 		if Schemas[se.Kind] == nil {
 			return fmt.Errorf("backup holds an unknown entity kind %q", se.Kind)
 		}
 	}
+}
+
+func verifyHistory(br *bufio.Reader) error {
 	var lenb [4]byte
 	for {
 		if _, err := io.ReadFull(br, lenb[:]); err != nil {
@@ -482,17 +559,12 @@ func VerifyBackup(r io.ReadSeeker, size int64) error {
 		}
 		n := binary.BigEndian.Uint32(lenb[:])
 		if n == 0 {
-			break
+			return nil
 		}
-		if _, err := io.CopyN(io.Discard, br, int64(n)); err != nil {
+		if _, err := br.Discard(int(n)); err != nil {
 			return fmt.Errorf("backup history record: %w", err)
 		}
 	}
-	if _, err := br.ReadByte(); err != io.EOF {
-		return errors.New("backup has trailing data")
-	}
-	_, err := r.Seek(0, io.SeekStart)
-	return err
 }
 
 // Restore replaces the state and history with a snapshot written by
@@ -522,7 +594,7 @@ func (m *Machine) Restore(r io.Reader) error {
 		e.View = buildView(se.Kind, d, m.compile(se.Kind, d))
 		t.index(e)
 	}
-	if err := m.history.Load(br); err != nil {
+	if _, err := m.history.Load(br); err != nil {
 		return fmt.Errorf("restore history: %w", err)
 	}
 	next := t.commit(h.Index)
@@ -535,13 +607,17 @@ func (m *Machine) Restore(r io.Reader) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.publish(Update{Prev: m.state.Load(), Next: next, Reset: true})
-	m.cps.reset(next)
-	// Points older than the snapshot have no checkpoint yet.
-	go func() {
-		if err := m.WarmTimeTravel(); err != nil {
-			slog.Warn("time-travel checkpoints", "err", err)
-		}
-	}()
+	m.fromStart = false
+	from, err := m.history.VersionsFrom()
+	if err == nil && from > next.Index {
+		// The history was rewritten (or predates versions): the
+		// snapshot's state is the first version of everything.
+		err = m.baseVersions(next)
+	}
+	if err != nil {
+		slog.Error("time-travel versions", "err", err)
+	}
+	m.warmInBackground()
 	return nil
 }
 

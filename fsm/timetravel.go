@@ -6,175 +6,292 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"sort"
 	"sync"
+
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/gatehouse-gw/gatehouse/log"
 )
 
-// Time travel folds the permanent history into the state as it was at
-// some index. Folding from the first event costs a replay of the whole
-// log (seconds at a million events), so the machine keeps checkpoints:
-// states it passed through, every checkpointEvery indexes. A persistent
-// state shares everything unchanged with its successors, so a checkpoint
-// costs only what changed since the one before. A past state is then the
-// nearest checkpoint plus at most the spacing's worth of events.
+// Time travel reads entity versions. Every applied event stores, in the
+// history file and in the same transaction as its record, each entity it
+// changed as that event left it (see log.Version). The state at a past
+// index is the present one with every entity changed since put back as
+// it was then: one scan of the version keys, and work only for what
+// changed. Nothing is held in memory, and a query's cost does not grow
+// with the history's length (replaying from checkpoints did, and the
+// checkpoints held gigabytes at a million events).
 //
-// The memory held is one entity version per entity changed in each
-// checkpoint's stretch: with few checkpoints it is bounded by
-// maxCheckpoints times the configuration's size, and at worst by one
-// version per event. Fewer checkpoints would hold less and replay more:
-// at about 20 µs an event, a 32,768-event stretch replays in under a
-// second.
-const (
-	checkpointEvery = 8192
-	maxCheckpoints  = 32 // beyond this, every other checkpoint is dropped
-)
+// A snapshot install brings the history but not the versions. The
+// snapshot's own state is stored as versions at its index straight away,
+// so points from there on are served at once, and WarmTimeTravel rebuilds
+// the older versions by replaying the history once, in the background.
 
-type checkpoints struct {
-	mu     sync.Mutex
-	every  uint64
-	states []*State // by Index
-	gen    int      // bumped by reset: a replay of an older history must not add to a newer one
+// metaKind is the version key of the cluster metadata (members, webhook,
+// salt): it changes by its own events and past states need it too.
+const metaKind = "_meta"
+
+type metaVersion struct {
+	Members []Member `msgpack:"m"`
+	Webhook Webhook  `msgpack:"w"`
+	Salt    []byte   `msgpack:"salt,omitempty"`
 }
 
-func (c *checkpoints) generation() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.gen
+// entityVersion encodes an entity for the version store: its content
+// hash, then its data.
+func entityVersion(e *Entity, index uint64) (log.Version, error) {
+	v := log.Version{Kind: e.Kind, ID: e.ID, Index: index}
+	b, err := msgpack.Marshal(e.Data)
+	if err != nil {
+		return v, fmt.Errorf("encode version of %s %s: %w", e.Kind, e.ID, err)
+	}
+	v.Value = append(e.hash[:len(e.hash):len(e.hash)], b...)
+	return v, nil
 }
 
-func (c *checkpoints) first() *State {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.states) == 0 {
-		return nil
+func metaVersionOf(s *State, index uint64) (log.Version, error) {
+	mv := metaVersion{Webhook: s.webhook, Salt: s.salt}
+	for _, mb := range s.members {
+		mv.Members = append(mv.Members, mb)
 	}
-	return c.states[0]
+	sort.Slice(mv.Members, func(i, j int) bool { return mv.Members[i].ID < mv.Members[j].ID })
+	b, err := msgpack.Marshal(&mv)
+	if err != nil {
+		return log.Version{}, fmt.Errorf("encode metadata version: %w", err)
+	}
+	return log.Version{Kind: metaKind, Index: index, Value: b}, nil
 }
 
-func (c *checkpoints) add(s *State) { c.addIf(s, -1) }
-
-// addIf records s if no checkpoint covers its stretch of the log yet and
-// (gen >= 0) no reset happened since generation gen.
-func (c *checkpoints) addIf(s *State, gen int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if gen >= 0 && gen != c.gen {
-		return
-	}
-	if c.every == 0 {
-		c.every = checkpointEvery
-	}
-	i := sort.Search(len(c.states), func(i int) bool { return c.states[i].Index >= s.Index })
-	if i > 0 && c.states[i-1].Index/c.every == s.Index/c.every {
-		return
-	}
-	if i < len(c.states) && c.states[i].Index/c.every == s.Index/c.every {
-		return
-	}
-	c.states = append(c.states, nil)
-	copy(c.states[i+1:], c.states[i:])
-	c.states[i] = s
-	if len(c.states) > maxCheckpoints {
-		c.every *= 2
-		kept := c.states[:0]
-		for j, st := range c.states {
-			if j == len(c.states)-1 || j%2 == 0 {
-				kept = append(kept, st)
-			}
+// versionsOf lists the versions one event made: the entities it changed
+// (a batch that changes one twice leaves the last), and the metadata if
+// the event was of a kind that changes it.
+func versionsOf(ev *log.Event, next *State, changes []Change, out []log.Version) ([]log.Version, error) {
+	for _, c := range changes {
+		if c.After == nil {
+			out = append(out, log.Version{Kind: c.Kind, ID: c.ID, Index: ev.Index})
+			continue
 		}
-		c.states = kept
+		v, err := entityVersion(c.After, ev.Index)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, v)
 	}
+	switch ev.Type {
+	case log.TypeMember, log.TypeWebhook, log.TypeCursor, log.TypeSalt:
+		v, err := metaVersionOf(next, ev.Index)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
-// before returns the latest checkpoint at or before index, or nil.
-func (c *checkpoints) before(index uint64) *State {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	i := sort.Search(len(c.states), func(i int) bool { return c.states[i].Index > index })
-	if i == 0 {
-		return nil
+// baseVersions stores s whole as versions at its index (after a snapshot
+// install) and marks the versions complete from there.
+func (m *Machine) baseVersions(s *State) error {
+	var vs []log.Version
+	for _, kind := range Kinds {
+		var err error
+		s.Walk(kind, "", func(e *Entity) bool {
+			var v log.Version
+			if v, err = entityVersion(e, s.Index); err == nil {
+				vs = append(vs, v)
+			}
+			return err == nil
+		})
+		if err != nil {
+			return err
+		}
 	}
-	return c.states[i-1]
-}
-
-func (c *checkpoints) reset(s *State) {
-	c.mu.Lock()
-	c.states = nil
-	c.gen++
-	c.mu.Unlock()
-	c.add(s)
+	mv, err := metaVersionOf(s, s.Index)
+	if err != nil {
+		return err
+	}
+	if err := m.history.PutVersions(append(vs, mv)); err != nil {
+		return err
+	}
+	return m.history.SetVersionsFrom(s.Index)
 }
 
 // StateAt returns the configuration as it was right after log index upto.
 // The live state is untouched.
 func (m *Machine) StateAt(upto uint64) (*State, error) {
-	if cur := m.State(); upto >= cur.Index {
+	cur := m.State()
+	if upto >= cur.Index {
 		return cur, nil
 	}
-	s := m.cps.before(upto)
-	if s == nil {
-		// Older than every checkpoint: a warm-up may be filling that
-		// stretch right now.
-		m.warm.Lock()
-		s = m.cps.before(upto)
-		m.warm.Unlock()
+	from, err := m.history.VersionsFrom()
+	if err == nil && upto < from {
+		// Older than the last snapshot install: wait for the rebuild.
+		m.warmMu.Lock()
+		done := m.warmDone
+		m.warmMu.Unlock()
+		<-done
+		from, err = m.history.VersionsFrom()
 	}
-	if s == nil {
-		s = Empty()
-	}
-	if s.Index == upto {
-		return s, nil
-	}
-	s, err := m.replay(s, upto)
 	if err != nil {
 		return nil, err
 	}
-	if s.Index < upto {
-		s = withIndex(s, upto)
+	if upto < from {
+		return nil, fmt.Errorf("time travel before index %d is unavailable: rebuilding it failed (see the log)", from)
 	}
-	return s, nil
-}
-
-// replay folds the history after s.Index up to upto into s, leaving
-// checkpoints behind for the next query.
-func (m *Machine) replay(s *State, upto uint64) (*State, error) {
-	gen := m.cps.generation()
-	err := m.history.RangeEvents(s.Index+1, upto, func(ev *log.Event) bool {
-		prev := s.Index
-		_, _, s, _ = m.applyDecoded(s, ev, false)
-		if prev/checkpointEvery != s.Index/checkpointEvery {
-			m.cps.addIf(s, gen)
+	type back struct {
+		kind, id string
+		raw      []byte  // the version's value, nil if it did not exist at upto
+		e        *Entity // raw decoded
+	}
+	var backs []back
+	meta, metaChanged := cur.meta, false
+	err = m.history.VersionsAt(upto, func(kind, id string, value []byte) error {
+		if kind == metaKind {
+			metaChanged = true
+			meta = cur.meta
+			meta.members, meta.webhook, meta.salt = map[string]Member{}, Webhook{}, nil
+			if value == nil {
+				return nil
+			}
+			var mv metaVersion
+			if err := msgpack.Unmarshal(value, &mv); err != nil {
+				return fmt.Errorf("decode metadata version: %w", err)
+			}
+			for _, mb := range mv.Members {
+				meta.members[mb.ID] = mb
+			}
+			meta.webhook, meta.salt = mv.Webhook, mv.Salt
+			return nil
 		}
-		return true
+		b := back{kind: kind, id: id}
+		if value != nil {
+			if len(value) < 32 {
+				return fmt.Errorf("version of %s %s is corrupt", kind, id)
+			}
+			b.raw = append([]byte(nil), value...) // valid only inside the scan
+		}
+		backs = append(backs, b)
+		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("replay history: %w", err)
+		return nil, fmt.Errorf("read versions: %w", err)
+	}
+	// Decoding is most of the work and each entity is independent.
+	workers := min(runtime.GOMAXPROCS(0), 1+len(backs)/1024)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(backs); i += workers {
+				b := &backs[i]
+				if b.raw == nil {
+					continue
+				}
+				var d map[string]any
+				if err := msgpack.Unmarshal(b.raw[32:], &d); err != nil {
+					errs[w] = fmt.Errorf("decode version of %s %s: %w", b.kind, b.id, err)
+					return
+				}
+				log.JSONShape(d)
+				b.e = &Entity{Kind: b.kind, ID: b.id, Data: d}
+				copy(b.e.hash[:], b.raw[:32])
+				b.e.View = buildView(b.kind, d, m.compile(b.kind, d))
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	// Removals first: a unique name may have moved from one of these
+	// entities to another (replace copes with that among themselves).
+	t := m.fold.begin(cur)
+	for _, b := range backs {
+		if old := cur.Get(b.kind, b.id); old != nil && b.e == nil {
+			t.unindex(old)
+		}
+	}
+	for _, b := range backs {
+		if b.e == nil {
+			continue
+		}
+		if old := cur.Get(b.kind, b.id); old != nil {
+			t.replace(old, b.e)
+		} else {
+			t.index(b.e)
+		}
+	}
+	s := t.commit(upto)
+	if metaChanged {
+		s.meta = meta
+	}
+	if s.lastTime, err = m.history.TimeAt(upto); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
 
-// WarmTimeTravel replays the history older than the first checkpoint (a
-// node that started from a snapshot has none before it), so the first
-// time-travel query after a restart or a snapshot install is as quick as
-// the others. Queries for older points wait for it rather than replaying
-// the same events a second time.
+// WarmTimeTravel rebuilds the versions older than the last snapshot
+// install by replaying the history up to it (the versions start there;
+// see StateAt). It is a no-op when they are complete. Queries for older
+// points wait for it.
 func (m *Machine) WarmTimeTravel() error {
 	m.warm.Lock()
 	defer m.warm.Unlock()
-	first := m.cps.first()
-	if first == nil || first.Index <= 1 {
-		return nil
-	}
-	gen := m.cps.generation()
-	if _, err := m.replay(Empty(), first.Index); err != nil {
+	from, err := m.history.VersionsFrom()
+	if err != nil || from == 0 {
 		return err
 	}
-	m.cps.addIf(Empty(), gen) // the start is covered now
-	return nil
+	if from == log.NoVersions {
+		return nil // a restore is about to lay the base
+	}
+	// In stretches: versions are written between reads, never inside
+	// one (a bbolt write that grows the file waits for every reader).
+	const stretch = 8192
+	s := Empty()
+	for lo := uint64(1); lo <= from; lo += stretch {
+		var vs []log.Version
+		var werr error
+		err := m.history.RangeEvents(lo, min(lo+stretch-1, from), func(ev *log.Event) bool {
+			var changes []Change
+			_, _, s, changes = m.applyDecoded(s, ev, false)
+			vs, werr = versionsOf(ev, s, changes, vs)
+			return werr == nil
+		})
+		if err == nil {
+			err = werr
+		}
+		if err == nil {
+			err = m.history.PutVersions(vs)
+		}
+		if err != nil {
+			return fmt.Errorf("rebuild time-travel versions: %w", err)
+		}
+	}
+	return m.history.SetVersionsFrom(0)
+}
+
+// warmInBackground starts WarmTimeTravel; StateAt waits on it for the
+// points it rebuilds.
+func (m *Machine) warmInBackground() {
+	done := make(chan struct{})
+	m.warmMu.Lock()
+	m.warmDone = done
+	m.warmMu.Unlock()
+	go func() {
+		defer close(done)
+		if err := m.WarmTimeTravel(); err != nil {
+			slog.Warn("time travel", "err", err)
+		}
+	}()
 }
 
 // IndexAt returns the last log index whose event time is at or before t
@@ -348,4 +465,50 @@ func Cut(snapshot io.Reader, plugins PluginRegistry, dir string, index uint64, a
 		return 0, err
 	}
 	return index, m.Persist(s, w)
+}
+
+// restorable lists the kinds a point-in-time restore rewrites: the gateway
+// configuration, not who may change it (restoring RBAC could lock the
+// operator out, or back in someone who was removed).
+var restorable = []string{Services, Routes, Consumers, Upstreams, Targets, KeyAuths, Plugins}
+
+// RestorePlan is the batch that turns cur into past: deletions of
+// what past lacks (children first), then upserts, with their ids, of what
+// past has and cur has not or has differently (parents first). With all
+// set, every current entity is deleted and every past one re-created.
+func RestorePlan(cur, past *State, all bool) []*Command {
+	var dels, puts []*Command
+	put := func(e *Entity) {
+		body := make(map[string]any, len(e.Data))
+		for k, v := range e.Data {
+			if k != "id" && k != "created_at" && k != "updated_at" {
+				body[k] = v
+			}
+		}
+		puts = append(puts, &Command{Op: log.OpUpsert, Kind: e.Kind, Key: e.ID, NewID: e.ID, Body: body})
+	}
+	if all {
+		for i := len(restorable) - 1; i >= 0; i-- {
+			cur.Walk(restorable[i], "", func(e *Entity) bool {
+				dels = append(dels, &Command{Op: log.OpDelete, Kind: e.Kind, Key: e.ID})
+				return true
+			})
+		}
+		for _, kind := range restorable {
+			past.Walk(kind, "", func(e *Entity) bool { put(e); return true })
+		}
+		return append(dels, puts...)
+	}
+	diffs := Diff(cur, past, restorable)
+	for i := len(diffs) - 1; i >= 0; i-- {
+		if d := diffs[i]; d.After == nil {
+			dels = append(dels, &Command{Op: log.OpDelete, Kind: d.Kind, Key: d.ID})
+		}
+	}
+	for _, d := range diffs {
+		if d.After != nil {
+			put(d.After)
+		}
+	}
+	return append(dels, puts...)
 }

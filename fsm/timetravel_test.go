@@ -16,10 +16,9 @@ import (
 )
 
 // Time-travel tests: a machine's past states (StateAt) must be exactly the
-// states it passed through, whether they come from a checkpoint, from a
-// replay after one, or from a replay of the whole history on a machine
-// restored from a snapshot (which has no checkpoint but the restored
-// state). IndexAt must find the last event at or before a time although
+// states it passed through, whether the machine recorded every version
+// as it applied, or was restored from a snapshot (versions from the
+// snapshot's state on, the older ones rebuilt in the background). IndexAt must find the last event at or before a time although
 // events may be stamped out of time order (the fold clamps their times).
 
 // ttModel is an independent record of the services a generated history
@@ -291,7 +290,7 @@ func (r *ttRecorder) apply(t testing.TB, index uint64, data []byte, g *ttGen) *R
 
 // feed generates count events and applies them to the recorder (one by
 // one) and to each machine in ms (in ApplyBatch batches of random size,
-// so that batches straddle checkpoint boundaries).
+// so that batches straddle one another's versions).
 func feed(t testing.TB, g *ttGen, rec *ttRecorder, count int, ms ...*Machine) {
 	t.Helper()
 	var pending []Entry
@@ -328,16 +327,19 @@ func feed(t testing.TB, g *ttGen, rec *ttRecorder, count int, ms ...*Machine) {
 	}
 }
 
-// checkpointIndexes are indexes at and around every checkpoint boundary
-// up to last, plus the ends.
-func checkpointIndexes(last uint64) []uint64 {
+// ttStride spaces the indexes checked around: every one would take long.
+const ttStride = 2048
+
+// strideIndexes are indexes at and around every ttStride boundary up
+// to last, plus the ends.
+func strideIndexes(last uint64) []uint64 {
 	var out []uint64
 	add := func(i int64) {
 		if i >= 0 && uint64(i) <= last {
 			out = append(out, uint64(i))
 		}
 	}
-	for b := int64(0); uint64(b) <= last+checkpointEvery; b += checkpointEvery {
+	for b := int64(0); uint64(b) <= last+ttStride; b += ttStride {
 		for d := int64(-1); d <= 1; d++ {
 			add(b + d)
 		}
@@ -420,7 +422,8 @@ func openMachine(t *testing.T, dir, name string) *Machine {
 }
 
 // restoredCopy persists m's current state and restores it into a fresh
-// machine, which then holds the whole history but only one checkpoint.
+// machine, which then holds the whole history but versions only from its
+// state on until WarmTimeTravel has rebuilt the older ones.
 func restoredCopy(t *testing.T, m *Machine, dir, name string) *Machine {
 	t.Helper()
 	var buf bytes.Buffer
@@ -439,9 +442,7 @@ func restoredCopy(t *testing.T, m *Machine, dir, name string) *Machine {
 }
 
 func TestTimeTravelStateAtMatchesEveryPastState(t *testing.T) {
-	// Past one checkpoint boundary; the restored machine below applies on
-	// past the next one.
-	const events = checkpointEvery + 400
+	const events = 2*ttStride + 400
 	dir := t.TempDir()
 	g := newTTGen(1)
 	rec := newTTRecorder(t, dir)
@@ -451,26 +452,25 @@ func TestTimeTravelStateAtMatchesEveryPastState(t *testing.T) {
 	rng := rand.New(rand.NewSource(2))
 
 	t.Run("live machine", func(t *testing.T) {
-		checkStatesAt(t, "live", m, rec.points, sampleIndexes(rng, last, 8, checkpointIndexes(last)...))
+		checkStatesAt(t, "live", m, rec.points, sampleIndexes(rng, last, 8, strideIndexes(last)...))
 	})
 
 	t.Run("restored machine replays from the start", func(t *testing.T) {
 		r := restoredCopy(t, m, dir, "restored.db")
-		// Descending first: every query replays from the empty state until
-		// the replays have left checkpoints behind.
-		idx := checkpointIndexes(last)
+		// Descending first: the oldest points wait for the rebuild.
+		idx := strideIndexes(last)
 		sort.Slice(idx, func(a, b int) bool { return idx[a] > idx[b] })
 		checkStatesAt(t, "restored, descending", r, rec.points, idx)
 		checkStatesAt(t, "restored, random", r, rec.points, sampleIndexes(rng, last, 4))
 		if err := r.WarmTimeTravel(); err != nil {
 			t.Fatalf("WarmTimeTravel: %v", err)
 		}
-		checkStatesAt(t, "restored, warmed", r, rec.points, checkpointIndexes(last))
+		checkStatesAt(t, "restored, warmed", r, rec.points, strideIndexes(last))
 
-		// Events applied after the restore cross the next checkpoint
-		// boundary; past states on both sides of the restored one.
-		feed(t, g, rec, checkpointEvery, r)
-		checkStatesAt(t, "restored, applied on", r, rec.points, sampleIndexes(rng, g.index, 4, checkpointIndexes(g.index)...))
+		// Events applied after the restore: past states on both sides of
+		// the restored one.
+		feed(t, g, rec, ttStride, r)
+		checkStatesAt(t, "restored, applied on", r, rec.points, sampleIndexes(rng, g.index, 4, strideIndexes(g.index)...))
 	})
 
 	t.Run("restored machine warmed first", func(t *testing.T) {
@@ -478,13 +478,78 @@ func TestTimeTravelStateAtMatchesEveryPastState(t *testing.T) {
 		if err := w.WarmTimeTravel(); err != nil {
 			t.Fatalf("WarmTimeTravel: %v", err)
 		}
-		checkStatesAt(t, "warmed", w, rec.points[:last+1], sampleIndexes(rng, last, 2, checkpointIndexes(last)...))
+		checkStatesAt(t, "warmed", w, rec.points[:last+1], sampleIndexes(rng, last, 2, strideIndexes(last)...))
 	})
 
 	// A past state is a value: querying it changed nothing live.
 	if s := m.State(); s.Index != last || s.Hash() != rec.points[last].hash {
 		t.Errorf("live state moved to %d (%.12s) after time travel", s.Index, s.Hash())
 	}
+}
+
+func TestTimeTravelAcrossRestartAndForeignSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	g := newTTGen(5)
+	rec := newTTRecorder(t, dir)
+	path := filepath.Join(dir, "node.db")
+	h, err := log.OpenHistory(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := New(h, testPlugins{})
+	feed(t, g, rec, 1500, m)
+	var snap bytes.Buffer
+	if err := m.Persist(m.State(), &snap); err != nil {
+		t.Fatal(err)
+	}
+	snapIndex := g.index
+	// The log goes on after the snapshot, as Raft's does.
+	var tail []Entry
+	for i := 0; i < 300; i++ {
+		data := g.next(t)
+		rec.apply(t, g.index, data, g)
+		tail = append(tail, Entry{Index: g.index, Data: data})
+	}
+	m.ApplyBatch(tail)
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A restart: Raft restores the node's own snapshot over the same
+	// file, then re-applies the log tail.
+	h, err = log.OpenHistory(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	r := New(h, testPlugins{})
+	if err := r.Restore(bytes.NewReader(snap.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	if from, _ := h.VersionsFrom(); from != 0 {
+		t.Errorf("after reloading its own snapshot the versions start at %d, want 0 (kept)", from)
+	}
+	if last, _ := h.Last(); last != snapIndex {
+		t.Errorf("history ends at %d after the reload, want the snapshot's %d (the tail is re-applied)", last, snapIndex)
+	}
+	r.ApplyBatch(tail)
+	rng := rand.New(rand.NewSource(6))
+	checkStatesAt(t, "restarted", r, rec.points, sampleIndexes(rng, g.index, 40, strideIndexes(g.index)...))
+
+	// Another cluster's snapshot (a restore from a backup): nothing of
+	// the old versions may leak into the new past.
+	g2 := newTTGen(7)
+	rec2 := newTTRecorder(t, t.TempDir())
+	other := openMachine(t, dir, "other.db")
+	feed(t, g2, rec2, 700, other)
+	var osnap bytes.Buffer
+	if err := other.Persist(other.State(), &osnap); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Restore(&osnap); err != nil {
+		t.Fatal(err)
+	}
+	checkStatesAt(t, "foreign snapshot", r, rec2.points, sampleIndexes(rng, g2.index, 40, strideIndexes(g2.index)...))
 }
 
 // wantIndexAt is the last index whose recorded time is at or before ts.

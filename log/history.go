@@ -1,9 +1,12 @@
 package log
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"sort"
+	"strings"
 
 	"github.com/vmihailenco/msgpack/v5"
 	bolt "go.etcd.io/bbolt"
@@ -26,7 +29,31 @@ type Record struct {
 	Hash     string `msgpack:"h,omitempty"`
 }
 
-var bucket = []byte("events")
+var (
+	bucket         = []byte("events")
+	versionsBucket = []byte("versions")
+	metaBucket     = []byte("meta")
+	versionsFromK  = []byte("versions_from")
+)
+
+// Version is an entity as one event left it, for time travel: Value is
+// the caller's encoding of the entity, nil when the event deleted it.
+// Versions are keyed kind, id, index, so one entity's versions are
+// neighbours and a past state is one scan (see VersionsAt).
+type Version struct {
+	Kind, ID string
+	Index    uint64
+	Value    []byte
+}
+
+func vkey(kind, id string, i uint64) []byte {
+	b := make([]byte, 0, len(kind)+len(id)+10)
+	b = append(b, kind...)
+	b = append(b, 0)
+	b = append(b, id...)
+	b = append(b, 0)
+	return binary.BigEndian.AppendUint64(b, i)
+}
 
 // History is the node's permanent event history in a bbolt file separate
 // from the Raft log, so it survives Raft log compaction. Writes skip fsync:
@@ -38,13 +65,19 @@ type History struct {
 
 // OpenHistory opens (creating if needed) the history file at path.
 func OpenHistory(path string) (*History, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{NoSync: true})
+	// The mapping is reserved large up front: each time bbolt outgrows
+	// it, it copies every page a write transaction holds.
+	db, err := bolt.Open(path, 0o600, &bolt.Options{NoSync: true, InitialMmapSize: 1 << 30})
 	if err != nil {
 		return nil, fmt.Errorf("open history %s: %w", path, err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucket)
-		return err
+		for _, name := range [][]byte{bucket, versionsBucket, metaBucket} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
 	}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("init history: %w", err)
@@ -72,11 +105,18 @@ func key(i uint64) []byte {
 
 // Append stores records in one transaction. Re-appending an index (a log
 // replayed after a restart) overwrites it with identical content.
-func (h *History) Append(recs ...*Record) error {
-	if len(recs) == 0 {
+func (h *History) Append(recs ...*Record) error { return h.Commit(recs, nil) }
+
+// Commit stores records and the entity versions they made in one
+// transaction, so the versions never run ahead of or behind the history.
+func (h *History) Commit(recs []*Record, versions []Version) error {
+	if len(recs) == 0 && len(versions) == 0 {
 		return nil
 	}
 	return h.db.Update(func(tx *bolt.Tx) error {
+		if err := putVersions(tx, versions); err != nil {
+			return err
+		}
 		b := tx.Bucket(bucket)
 		for _, r := range recs {
 			prev, err := prevHash(b, r.Event.Index)
@@ -260,37 +300,272 @@ func (h *History) Dump(w io.Writer, upto uint64) (int, error) {
 	return n, err
 }
 
+// DumpSize returns how many bytes Dump(w, upto) writes and how many
+// records, reading only the keys' value lengths.
+func (h *History) DumpSize(upto uint64) (int64, int, error) {
+	size, n := int64(4), 0
+	err := h.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucket).Cursor()
+		for k, v := c.First(); k != nil && binary.BigEndian.Uint64(k) <= upto; k, v = c.Next() {
+			size += 4 + int64(len(v))
+			n++
+		}
+		return nil
+	})
+	return size, n, err
+}
+
 // Load replaces the history with the records streamed by Dump (a
-// snapshot being installed or restored at startup).
-func (h *History) Load(r io.Reader) error {
-	return h.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.DeleteBucket(bucket); err != nil {
-			return err
-		}
-		b, err := tx.CreateBucket(bucket)
-		if err != nil {
-			return err
-		}
-		var lenb [4]byte
-		for {
-			if _, err := io.ReadFull(r, lenb[:]); err != nil {
-				return fmt.Errorf("read history length: %w", err)
+// snapshot being installed or restored at startup) and returns the last
+// index streamed.
+//
+// A restart loads the node's own last snapshot, whose records the file
+// already holds: Load compares instead of rewriting, keeps what matches,
+// and drops only what follows the snapshot (the Raft log re-applies it).
+// The entity versions survive such a load. Any difference rewrites the
+// file from there and discards the versions (VersionsFrom becomes
+// NoVersions) for the caller to rebuild.
+//
+// Records are committed in chunks, so memory stays bounded whatever the
+// history's length. A crash part way leaves a prefix of the stream, which
+// the next load (Raft restores the same snapshot at startup) finds and
+// completes.
+func (h *History) Load(r io.Reader) (uint64, error) {
+	const chunk = 65536
+	var last uint64
+	same, matched, done := true, 0, false
+	var lenb [4]byte
+	for !done {
+		err := h.db.Update(func(tx *bolt.Tx) error {
+			b := tx.Bucket(bucket)
+			c := b.Cursor()
+			ck, cv := c.Seek(key(last + 1))
+			for n := 0; n < chunk; n++ {
+				if _, err := io.ReadFull(r, lenb[:]); err != nil {
+					return fmt.Errorf("read history length: %w", err)
+				}
+				size := binary.BigEndian.Uint32(lenb[:])
+				if size == 0 {
+					done = true
+					break
+				}
+				v := make([]byte, size)
+				if _, err := io.ReadFull(r, v); err != nil {
+					return fmt.Errorf("read history record: %w", err)
+				}
+				var ix struct {
+					Event struct {
+						Index uint64 `msgpack:"i"`
+					} `msgpack:"ev"`
+				}
+				if err := msgpack.Unmarshal(v, &ix); err != nil {
+					return fmt.Errorf("decode history record: %w", err)
+				}
+				if ix.Event.Index <= last {
+					return fmt.Errorf("history record %d out of order", ix.Event.Index)
+				}
+				last = ix.Event.Index
+				if same && ck != nil && binary.BigEndian.Uint64(ck) == last && string(cv) == string(v) {
+					ck, cv = c.Next()
+					matched++
+					continue
+				}
+				if same {
+					// The first difference: from here on the file is the
+					// stream's, and no old version can be trusted.
+					same = false
+					var err error
+					if b, err = truncate(tx, bucket, b, last); err != nil {
+						return err
+					}
+					if err := dropVersions(tx); err != nil {
+						return err
+					}
+				}
+				if err := b.Put(key(last), v); err != nil {
+					return err
+				}
 			}
-			n := binary.BigEndian.Uint32(lenb[:])
-			if n == 0 {
+			if !done || !same {
 				return nil
 			}
-			v := make([]byte, n)
-			if _, err := io.ReadFull(r, v); err != nil {
-				return fmt.Errorf("read history record: %w", err)
+			if k, _ := b.Cursor().First(); matched == 0 && k != nil {
+				// Nothing in common: none of the old versions applies.
+				if err := dropVersions(tx); err != nil {
+					return err
+				}
 			}
-			var rec Record
-			if err := msgpack.Unmarshal(v, &rec); err != nil {
-				return fmt.Errorf("decode history record: %w", err)
-			}
-			if err := b.Put(key(rec.Event.Index), v); err != nil {
+			if _, err := truncate(tx, bucket, b, last+1); err != nil {
 				return err
 			}
+			// Versions after the snapshot go with their records.
+			vc := tx.Bucket(versionsBucket).Cursor()
+			for k, _ := vc.First(); k != nil; {
+				if binary.BigEndian.Uint64(k[len(k)-8:]) > last {
+					if err := vc.Delete(); err != nil {
+						return err
+					}
+					k, _ = vc.Seek(k)
+					continue
+				}
+				k, _ = vc.Next()
+			}
+			return nil
+		})
+		if err != nil {
+			return last, err
 		}
+	}
+	return last, nil
+}
+
+func dropVersions(tx *bolt.Tx) error {
+	if err := tx.DeleteBucket(versionsBucket); err != nil {
+		return err
+	}
+	if _, err := tx.CreateBucket(versionsBucket); err != nil {
+		return err
+	}
+	return setVersionsFrom(tx, NoVersions)
+}
+
+// truncate deletes the records from index from on, returning the bucket.
+func truncate(tx *bolt.Tx, name []byte, b *bolt.Bucket, from uint64) (*bolt.Bucket, error) {
+	if k, _ := b.Cursor().First(); k != nil && binary.BigEndian.Uint64(k) >= from {
+		if err := tx.DeleteBucket(name); err != nil {
+			return nil, err
+		}
+		return tx.CreateBucket(name)
+	}
+	c := b.Cursor()
+	for k, _ := c.Seek(key(from)); k != nil; k, _ = c.Seek(key(from)) {
+		if err := c.Delete(); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// NoVersions is VersionsFrom when no version is known.
+const NoVersions = ^uint64(0)
+
+// VersionsFrom returns the first index from which the versions are
+// complete: VersionsAt answers for any point at or after it.
+func (h *History) VersionsFrom() (uint64, error) {
+	from := NoVersions
+	err := h.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(metaBucket).Get(versionsFromK); len(v) == 8 {
+			from = binary.BigEndian.Uint64(v)
+		} else if k, _ := tx.Bucket(bucket).Cursor().First(); k == nil {
+			from = 0 // an empty history: every version will be recorded
+		}
+		return nil
 	})
+	return from, err
+}
+
+// SetVersionsFrom records that the versions are complete from index i.
+func (h *History) SetVersionsFrom(i uint64) error {
+	return h.db.Update(func(tx *bolt.Tx) error { return setVersionsFrom(tx, i) })
+}
+
+func setVersionsFrom(tx *bolt.Tx, i uint64) error {
+	return tx.Bucket(metaBucket).Put(versionsFromK, binary.BigEndian.AppendUint64(nil, i))
+}
+
+// PutVersions stores versions (a rebuild after a snapshot install).
+func (h *History) PutVersions(versions []Version) error {
+	return h.db.Update(func(tx *bolt.Tx) error { return putVersions(tx, versions) })
+}
+
+func putVersions(tx *bolt.Tx, versions []Version) error {
+	// In key order: bbolt inserts into a sorted page in memory, and
+	// scattered keys make each insert move the rest of the page.
+	keys := make([][]byte, len(versions))
+	order := make([]int, len(versions))
+	for i, v := range versions {
+		keys[i], order[i] = vkey(v.Kind, v.ID, v.Index), i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return bytes.Compare(keys[order[a]], keys[order[b]]) < 0 })
+	b := tx.Bucket(versionsBucket)
+	for _, i := range order {
+		val := versions[i].Value
+		if val == nil {
+			val = []byte{} // bbolt stores nil as empty too; empty means deleted
+		}
+		if err := b.Put(keys[i], val); err != nil {
+			return fmt.Errorf("store version of %s %s: %w", versions[i].Kind, versions[i].ID, err)
+		}
+	}
+	return nil
+}
+
+// VersionsAt calls fn for every entity changed after index upto, with
+// its value as of upto (nil if it did not exist then), in key order. A
+// past state is the present one with these entities put back; the scan
+// reads every key but decodes nothing.
+func (h *History) VersionsAt(upto uint64, fn func(kind, id string, value []byte) error) error {
+	return h.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(versionsBucket).Cursor()
+		var group []byte // kind \0 id \0 of the current entity
+		var at []byte    // its value as of upto, nil if none
+		changed := false
+		flush := func() error {
+			if !changed {
+				return nil
+			}
+			kind, id, _ := strings.Cut(string(group[:len(group)-1]), "\x00")
+			return fn(kind, id, at)
+		}
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if len(k) < 10 {
+				continue
+			}
+			g := k[:len(k)-8]
+			if string(g) != string(group) {
+				if err := flush(); err != nil {
+					return err
+				}
+				group, at, changed = append(group[:0], g...), nil, false
+			}
+			if binary.BigEndian.Uint64(k[len(k)-8:]) <= upto {
+				at = nil
+				if len(v) > 0 {
+					at = v // valid for the transaction: fn runs inside it
+				}
+			} else {
+				changed = true
+			}
+		}
+		if group == nil {
+			return nil
+		}
+		return flush()
+	})
+}
+
+// TimeAt returns the time of the last record at or before index i.
+func (h *History) TimeAt(i uint64) (int64, error) {
+	var t int64
+	err := h.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucket).Cursor()
+		k, v := c.Seek(key(i))
+		if k == nil || binary.BigEndian.Uint64(k) > i {
+			k, v = c.Prev()
+		}
+		if k == nil {
+			return nil
+		}
+		var r struct {
+			Event struct {
+				Time int64 `msgpack:"t"`
+			} `msgpack:"ev"`
+		}
+		if err := msgpack.Unmarshal(v, &r); err != nil {
+			return fmt.Errorf("decode history record: %w", err)
+		}
+		t = r.Event.Time
+		return nil
+	})
+	return t, err
 }

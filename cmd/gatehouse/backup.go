@@ -18,6 +18,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/admin"
 	"github.com/gatehouse-gw/gatehouse/fsm"
+	"github.com/gatehouse-gw/gatehouse/fsm/backup"
 	"github.com/gatehouse-gw/gatehouse/plugins/proxycache"
 	"github.com/gatehouse-gw/gatehouse/plugins/ratelimiting"
 )
@@ -49,14 +50,13 @@ func backupCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			n, err := io.Copy(io.MultiWriter(f, progress(-1, "backup")), resp.Body)
+			// The archive must be whole: it is checked as it arrives, in
+			// the same pass that writes it, before it is called a backup.
+			cw := &countWriter{w: io.MultiWriter(f, progress(-1, "backup"))}
+			_, err = backup.Check(io.TeeReader(resp.Body, cw), fsm.VerifyState, fsm.VerifyHistory)
+			n := cw.n
 			if cerr := f.Close(); err == nil {
 				err = cerr
-			}
-			if err == nil {
-				// The archive must be whole: check it before calling it a
-				// backup.
-				err = checkArchive(tmp)
 			}
 			if err != nil {
 				os.Remove(tmp)
@@ -71,18 +71,16 @@ func backupCommand() *cli.Command {
 	}
 }
 
-func checkArchive(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, _, _, cleanup, err := admin.OpenBackup(f)
-	if err != nil {
-		return err
-	}
-	cleanup()
-	return nil
+// countWriter counts the bytes written through it.
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 func restoreCommand() *cli.Command {

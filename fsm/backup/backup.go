@@ -48,29 +48,44 @@ type Meta struct {
 
 var members = []string{"meta.json", "state.bin", "history.bin"}
 
-// Write writes an archive to w. persist writes the state and history
-// parts and returns the number of events; the parts are spooled to
-// temporary files first because tar needs each member's size up front.
-func Write(w io.Writer, meta Meta, persist func(state, history io.Writer) (int, error)) error {
-	dir, err := os.MkdirTemp("", "gatehouse-backup-*")
+// Source is what an archive is written from: the state part, small
+// enough to spool, and the history part, whose size is known before it
+// is written so that it streams straight into the archive.
+type Source interface {
+	WriteState(w io.Writer) error
+	HistorySize() (size int64, events int, err error)
+	WriteHistory(w io.Writer) (events int, err error)
+}
+
+// Write writes an archive of src to w. Only the state is spooled (tar
+// needs each member's size up front); the history goes from the store to
+// w in one pass.
+func Write(w io.Writer, meta Meta, src Source) error {
+	state, err := os.CreateTemp("", "gatehouse-backup-state-*")
 	if err != nil {
 		return fmt.Errorf("backup spool: %w", err)
 	}
-	defer os.RemoveAll(dir)
-	state, err := os.Create(dir + "/state.bin")
-	if err != nil {
-		return fmt.Errorf("backup spool: %w", err)
-	}
+	defer os.Remove(state.Name())
 	defer state.Close()
-	history, err := os.Create(dir + "/history.bin")
-	if err != nil {
-		return fmt.Errorf("backup spool: %w", err)
-	}
-	defer history.Close()
-	if meta.Events, err = persist(state, history); err != nil {
+	bw := bufio.NewWriterSize(state, 256<<10)
+	if err := src.WriteState(bw); err != nil {
 		return err
 	}
-	meta.Format, meta.Version = Format, Version
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("backup spool: %w", err)
+	}
+	stateSize, err := state.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return err
+	}
+	if _, err := state.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	historySize, events, err := src.HistorySize()
+	if err != nil {
+		return err
+	}
+	meta.Format, meta.Version, meta.Events = Format, Version, events
 	if meta.Time == "" {
 		meta.Time = time.Now().UTC().Format(time.RFC3339Nano)
 	}
@@ -81,39 +96,135 @@ func Write(w io.Writer, meta Meta, persist func(state, history io.Writer) (int, 
 	gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
 	tw := tar.NewWriter(gz)
 	var sums strings.Builder
-	add := func(name string, r io.Reader, size int64) error {
+	add := func(name string, size int64, write func(io.Writer) error) error {
 		h := sha256.New()
 		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: size, ModTime: time.Now()}); err != nil {
 			return fmt.Errorf("backup %s: %w", name, err)
 		}
-		if _, err := io.Copy(io.MultiWriter(tw, h), r); err != nil {
+		if err := write(io.MultiWriter(tw, h)); err != nil {
 			return fmt.Errorf("backup %s: %w", name, err)
 		}
 		fmt.Fprintf(&sums, "%s  %s\n", hex.EncodeToString(h.Sum(nil)), name)
 		return nil
 	}
-	if err := add("meta.json", bytes.NewReader(mb), int64(len(mb))); err != nil {
+	copyFrom := func(r io.Reader) func(io.Writer) error {
+		return func(w io.Writer) error { _, err := io.Copy(w, r); return err }
+	}
+	if err := add("meta.json", int64(len(mb)), copyFrom(bytes.NewReader(mb))); err != nil {
 		return err
 	}
-	for _, f := range []*os.File{state, history} {
-		size, err := f.Seek(0, io.SeekCurrent)
-		if err != nil {
-			return err
-		}
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return err
-		}
-		if err := add(strings.TrimPrefix(f.Name(), dir+"/"), bufio.NewReaderSize(f, 256<<10), size); err != nil {
-			return err
-		}
+	if err := add("state.bin", stateSize, copyFrom(bufio.NewReaderSize(state, 256<<10))); err != nil {
+		return err
 	}
-	if err := add("SHA256SUMS", strings.NewReader(sums.String()), int64(sums.Len())); err != nil {
+	if err := add("history.bin", historySize, func(w io.Writer) error {
+		n, err := src.WriteHistory(w)
+		if err == nil && n != events {
+			err = fmt.Errorf("the history changed while it was written (%d records, then %d)", events, n)
+		}
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := add("SHA256SUMS", int64(sums.Len()), copyFrom(strings.NewReader(sums.String()))); err != nil {
 		return err
 	}
 	if err := tw.Close(); err != nil {
 		return err
 	}
 	return gz.Close()
+}
+
+// Check reads a whole archive from r in one pass, without unpacking it:
+// every member against SHA256SUMS, the format version, and the state and
+// history parts through the given verifiers (each must read its part to
+// the end). It is how a backup being downloaded is checked as it arrives.
+func Check(r io.Reader, verifyState, verifyHistory func(io.Reader) error) (Meta, error) {
+	var meta Meta
+	gz, err := gzip.NewReader(r)
+	if err != nil {
+		return meta, errors.New("not a Gatehouse backup (not gzip)")
+	}
+	tr := tar.NewReader(gz)
+	got := map[string]string{}
+	var sums []byte
+	for i := 0; ; i++ {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return meta, fmt.Errorf("backup is truncated or corrupt: %w", err)
+		}
+		if i > 8 {
+			return meta, errors.New("backup has unexpected members")
+		}
+		sum := sha256.New()
+		body := io.TeeReader(tr, sum)
+		switch h.Name {
+		case "SHA256SUMS":
+			if sums, err = io.ReadAll(io.LimitReader(tr, 1<<16)); err != nil {
+				return meta, fmt.Errorf("backup is truncated: %w", err)
+			}
+			continue
+		case "meta.json":
+			mb, err := io.ReadAll(io.LimitReader(body, 1<<20))
+			if err != nil {
+				return meta, fmt.Errorf("backup is truncated: meta.json: %w", err)
+			}
+			if err := json.Unmarshal(mb, &meta); err != nil || meta.Format != Format {
+				return meta, errors.New("backup has no valid meta.json")
+			}
+			if meta.Version != Version {
+				return meta, fmt.Errorf("backup format version %d is not supported (this Gatehouse reads version %d)", meta.Version, Version)
+			}
+		case "state.bin", "history.bin":
+			verify := verifyState
+			if h.Name == "history.bin" {
+				verify = verifyHistory
+			}
+			if err := verify(body); err != nil {
+				return meta, fmt.Errorf("backup %s: %w", h.Name, err)
+			}
+		default:
+			return meta, fmt.Errorf("backup has an unexpected member %q", h.Name)
+		}
+		if _, err := io.Copy(io.Discard, body); err != nil {
+			return meta, fmt.Errorf("backup is truncated: %s: %w", h.Name, err)
+		}
+		got[h.Name] = hex.EncodeToString(sum.Sum(nil))
+	}
+	// To the gzip trailer (its CRC) and the end of r: nothing may follow.
+	if _, err := io.Copy(io.Discard, gz); err != nil {
+		return meta, fmt.Errorf("backup is truncated or has trailing data: %w", err)
+	}
+	if err := checkSums(got, sums); err != nil {
+		return meta, err
+	}
+	if meta.Format == "" {
+		return meta, errors.New("backup has no valid meta.json")
+	}
+	return meta, nil
+}
+
+func checkSums(got map[string]string, sums []byte) error {
+	if sums == nil {
+		return errors.New("backup has no SHA256SUMS")
+	}
+	want := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(sums)), "\n") {
+		if f := strings.Fields(line); len(f) == 2 {
+			want[f[1]] = f[0]
+		}
+	}
+	for _, name := range members {
+		if got[name] == "" {
+			return fmt.Errorf("backup lacks %s", name)
+		}
+		if got[name] != want[name] {
+			return fmt.Errorf("backup checksum mismatch for %s: the file is altered", name)
+		}
+	}
+	return nil
 }
 
 // Archive is a verified backup unpacked into a temporary directory.
@@ -179,22 +290,8 @@ func Open(r io.Reader) (*Archive, error) {
 		}
 		got[h.Name] = hex.EncodeToString(sum.Sum(nil))
 	}
-	if sums == nil {
-		return nil, errors.New("backup has no SHA256SUMS")
-	}
-	want := map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(string(sums)), "\n") {
-		if f := strings.Fields(line); len(f) == 2 {
-			want[f[1]] = f[0]
-		}
-	}
-	for _, name := range members {
-		if got[name] == "" {
-			return nil, fmt.Errorf("backup lacks %s", name)
-		}
-		if got[name] != want[name] {
-			return nil, fmt.Errorf("backup checksum mismatch for %s: the file is altered", name)
-		}
+	if err := checkSums(got, sums); err != nil {
+		return nil, err
 	}
 	mb, err := os.ReadFile(dir + "/meta.json")
 	if err != nil {

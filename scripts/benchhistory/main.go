@@ -37,11 +37,20 @@ import (
 
 var client = &http.Client{Timeout: 60 * time.Second}
 
+var (
+	cacheDir string
+	hold     time.Duration
+	profDir  string
+)
+
 func main() {
 	bin := flag.String("bin", "bin/gatehouse", "gatehouse binary")
 	entities := flag.Int("entities", 100_000, "entities in the final configuration")
 	events := flag.Int("events", 1_000_000, "events in the history")
 	base := flag.Int("base-port", 27000, "first port of the cluster")
+	flag.StringVar(&cacheDir, "cache", "", "keep the generated archive in this directory and reuse it on the next run")
+	flag.StringVar(&profDir, "inprocess", "", "time the operations inside this process instead of on a cluster, with CPU profiles in this directory")
+	flag.DurationVar(&hold, "hold", 0, "keep the cluster running this long after the measurements (to profile it)")
 	flag.Parse()
 	if err := run(*bin, *entities, *events, *base); err != nil {
 		fmt.Fprintln(os.Stderr, "benchhistory:", err)
@@ -58,13 +67,16 @@ func run(bin string, entities, events, base int) error {
 
 	t0 := time.Now()
 	seed := filepath.Join(dir, "seed.tar.gz")
-	last, times, err := generate(seed, dir, entities, events)
+	last, times, err := cachedGenerate(seed, dir, entities, events)
 	if err != nil {
 		return err
 	}
 	st, _ := os.Stat(seed)
 	fmt.Printf("generated %d events over %d entities in %s (archive %.1f MB)\n", events, entities,
 		time.Since(t0).Round(time.Millisecond), float64(st.Size())/1e6)
+	if profDir != "" {
+		return inProcess(seed, dir, last, profDir)
+	}
 
 	// A fresh cluster seeded from the archive: node1 installs it, the
 	// others join and receive it by snapshot.
@@ -171,7 +183,45 @@ func run(bin string, entities, events, base int) error {
 	}
 	fmt.Printf("| restore to index %d (%d entity writes), applied on all three nodes | %s | 10 s |\n", mid, res.Commands,
 		time.Since(t0).Round(time.Millisecond))
+	if hold > 0 {
+		fmt.Printf("\nholding the cluster for %s: admin %s, %s, %s; status (pprof) on the admin port + 99\n", hold, admin(0), admin(1), admin(2))
+		time.Sleep(hold)
+	}
 	return nil
+}
+
+// cachedGenerate is generate, reusing the archive kept in -cache when it
+// was made with the same sizes.
+func cachedGenerate(seed, dir string, entities, events int) (uint64, []string, error) {
+	type cached struct {
+		Entities, Events int
+		Last             uint64
+		Times            []string
+	}
+	if cacheDir == "" {
+		return generate(seed, dir, entities, events)
+	}
+	meta := filepath.Join(cacheDir, "seed.json")
+	var c cached
+	if b, err := os.ReadFile(meta); err == nil && json.Unmarshal(b, &c) == nil && c.Entities == entities && c.Events == events {
+		if err := os.Link(filepath.Join(cacheDir, "seed.tar.gz"), seed); err == nil {
+			fmt.Println("reusing the archive in", cacheDir)
+			return c.Last, c.Times, nil
+		}
+	}
+	last, times, err := generate(seed, dir, entities, events)
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		return 0, nil, err
+	}
+	os.Remove(filepath.Join(cacheDir, "seed.tar.gz"))
+	if err := os.Link(seed, filepath.Join(cacheDir, "seed.tar.gz")); err != nil {
+		return 0, nil, err
+	}
+	b, _ := json.Marshal(cached{entities, events, last, times})
+	return last, times, os.WriteFile(meta, b, 0o644)
 }
 
 // generate folds the synthetic history and writes it as a backup. A
@@ -267,9 +317,7 @@ func generate(path, dir string, entities, events int) (uint64, []string, error) 
 	}
 	defer f.Close()
 	s := m.State()
-	err = backup.Write(f, backup.Meta{Index: s.Index, Node: "bench", Entities: entities}, func(st, hist io.Writer) (int, error) {
-		return m.PersistParts(s, st, hist)
-	})
+	err = backup.Write(f, backup.Meta{Index: s.Index, Node: "bench", Entities: entities}, m.Parts(s))
 	runtime.GC()
 	return s.Index, times, err
 }
