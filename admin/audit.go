@@ -328,27 +328,15 @@ func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
 		message(w, 500, "An unexpected error occurred")
 		return
 	}
-	now := time.Now().UnixNano()
-	cmds := fsm.RestorePlan(cur, past, false)
-	if _, _, ferr := s.cfg.Store.Fold().ApplyAll(cur, cur.Index, now, cmds); ferr != nil {
-		// Only what differs is rewritten, in dependency order; that can
-		// still trip over a unique name that moved from one entity to
-		// another. Rewriting everything never does.
-		cmds = fsm.RestorePlan(cur, past, true)
-	}
-	if _, _, ferr := s.cfg.Store.Fold().ApplyAll(cur, cur.Index, now, cmds); ferr != nil {
-		writeError(w, ferr)
-		return
-	}
-	payload, err := fsm.EncodeBatch(cmds)
+	payload, n, err := fsm.RestorePayload(cur, past)
 	if err != nil {
 		message(w, 500, "An unexpected error occurred")
 		return
 	}
-	res, ok := s.appendRequestEvent(w, r, &log.Event{Type: log.TypeBatch, Time: now, Op: "restore",
+	res, ok := s.appendRequestEvent(w, r, &log.Event{Type: log.TypeRestore, Op: "restore",
 		Entity: "config", EntityID: strconv.FormatUint(idx, 10), Payload: payload})
 	if !ok {
 		return
 	}
-	writeJSON(w, 200, map[string]any{"restored_to": idx, "index": res.Index, "commands": len(cmds)})
+	writeJSON(w, 200, map[string]any{"restored_to": idx, "index": res.Index, "entities": n})
 }

@@ -242,6 +242,20 @@ func (m *Machine) applyEvent(s *State, ev *log.Event, audit bool) (*Result, *log
 		}
 		return res, rec, withMember(s, en.Index, mb), nil
 	}
+	if ev.Type == log.TypeRestore {
+		next, changes, err := m.applyRestore(s, en.Index, ev.Payload)
+		if err != nil {
+			// Only a corrupt entry gets here: the leader builds the
+			// payload from a consistent past state.
+			res.Err = &Error{Status: 400, Message: err.Error()}
+			rec.Outcome, rec.Error = "rejected", err.Error()
+			return res, rec, withIndex(s, en.Index), nil
+		}
+		if audit {
+			rec.Changes = auditChanges(changes, s.salt)
+		}
+		return res, rec, next, changes
+	}
 	cmds, err := decodeCommands(ev)
 	var next *State
 	var changes []Change

@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"errors"
 	"log/slog"
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 
@@ -142,11 +144,6 @@ func (m *Machine) StateAt(upto uint64) (*State, error) {
 	if upto < from {
 		return nil, fmt.Errorf("time travel before index %d is unavailable: rebuilding it failed (see the log)", from)
 	}
-	type back struct {
-		kind, id string
-		raw      []byte  // the version's value, nil if it did not exist at upto
-		e        *Entity // raw decoded
-	}
 	var backs []back
 	meta, metaChanged := cur.meta, false
 	err = m.history.VersionsAt(upto, func(kind, id string, value []byte) error {
@@ -167,12 +164,13 @@ func (m *Machine) StateAt(upto uint64) (*State, error) {
 			meta.webhook, meta.salt = mv.Webhook, mv.Salt
 			return nil
 		}
-		b := back{kind: kind, id: id}
+		b := back{Kind: kind, ID: id}
 		if value != nil {
 			if len(value) < 32 {
 				return fmt.Errorf("version of %s %s is corrupt", kind, id)
 			}
-			b.raw = append([]byte(nil), value...) // valid only inside the scan
+			// The value is valid only inside the scan.
+			b.Hash, b.Data = append([]byte(nil), value[:32]...), append([]byte(nil), value[32:]...)
 		}
 		backs = append(backs, b)
 		return nil
@@ -180,7 +178,35 @@ func (m *Machine) StateAt(upto uint64) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read versions: %w", err)
 	}
-	// Decoding is most of the work and each entity is independent.
+	if err := m.decodeBacks(backs); err != nil {
+		return nil, err
+	}
+	t := m.fold.begin(cur)
+	revert(t, cur, backs)
+	s := t.commit(upto)
+	if metaChanged {
+		s.meta = meta
+	}
+	if s.lastTime, err = m.history.TimeAt(upto); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// back is one entity put back as it was: Data is its msgpack encoding,
+// nil when it did not exist. It is both what StateAt reads from the
+// versions and an item of a restore event's payload.
+type back struct {
+	Kind string             `msgpack:"k"`
+	ID   string             `msgpack:"id"`
+	Hash []byte             `msgpack:"h,omitempty"`
+	Data msgpack.RawMessage `msgpack:"d,omitempty"`
+	e    *Entity            // Data decoded
+}
+
+// decodeBacks decodes every back's entity, in parallel: decoding is most
+// of the work and each entity is independent.
+func (m *Machine) decodeBacks(backs []back) error {
 	workers := min(runtime.GOMAXPROCS(0), 1+len(backs)/1024)
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
@@ -190,53 +216,100 @@ func (m *Machine) StateAt(upto uint64) (*State, error) {
 			defer wg.Done()
 			for i := w; i < len(backs); i += workers {
 				b := &backs[i]
-				if b.raw == nil {
+				if b.Data == nil {
 					continue
 				}
 				var d map[string]any
-				if err := msgpack.Unmarshal(b.raw[32:], &d); err != nil {
-					errs[w] = fmt.Errorf("decode version of %s %s: %w", b.kind, b.id, err)
+				if err := msgpack.Unmarshal(b.Data, &d); err != nil {
+					errs[w] = fmt.Errorf("decode version of %s %s: %w", b.Kind, b.ID, err)
+					return
+				}
+				if len(b.Hash) != 32 || Schemas[b.Kind] == nil || str(d, "id") != b.ID {
+					errs[w] = fmt.Errorf("version of %s %s is corrupt", b.Kind, b.ID)
 					return
 				}
 				log.JSONShape(d)
-				b.e = &Entity{Kind: b.kind, ID: b.id, Data: d}
-				copy(b.e.hash[:], b.raw[:32])
-				b.e.View = buildView(b.kind, d, m.compile(b.kind, d))
+				b.e = &Entity{Kind: b.Kind, ID: b.ID, Data: d}
+				copy(b.e.hash[:], b.Hash)
+				b.e.View = buildView(b.Kind, d, m.compile(b.Kind, d))
 			}
 		}()
 	}
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
-	}
-	// Removals first: a unique name may have moved from one of these
-	// entities to another (replace copes with that among themselves).
-	t := m.fold.begin(cur)
+	return errors.Join(errs...)
+}
+
+// revert puts each back into t, which starts from cur, and returns the
+// changes. Removals go first: a unique name may have moved from one of
+// these entities to another (replace copes with that among themselves).
+func revert(t *txn, cur *State, backs []back) []Change {
+	var changes []Change
 	for _, b := range backs {
-		if old := cur.Get(b.kind, b.id); old != nil && b.e == nil {
+		if old := cur.Get(b.Kind, b.ID); old != nil && b.e == nil {
 			t.unindex(old)
+			changes = append(changes, Change{Kind: b.Kind, ID: b.ID, Before: old})
 		}
 	}
 	for _, b := range backs {
 		if b.e == nil {
 			continue
 		}
-		if old := cur.Get(b.kind, b.id); old != nil {
+		old := cur.Get(b.Kind, b.ID)
+		if old != nil {
 			t.replace(old, b.e)
 		} else {
 			t.index(b.e)
 		}
+		changes = append(changes, Change{Kind: b.Kind, ID: b.ID, Before: old, After: b.e})
 	}
-	s := t.commit(upto)
-	if metaChanged {
-		s.meta = meta
+	return changes
+}
+
+// restorable lists the kinds a point-in-time restore rewrites: the gateway
+// configuration, not who may change it (restoring RBAC could lock the
+// operator out, or back in someone who was removed).
+var restorable = []string{Services, Routes, Consumers, Upstreams, Targets, KeyAuths, Plugins}
+
+// RestorePayload is the payload of a TypeRestore event that turns cur's
+// gateway configuration into past's: every entity that differs, exactly
+// as it was (timestamps included, so each one's content hash is its old
+// one), or deleted. It returns the payload and the number of entities.
+// Applying it cannot fail: past was a consistent state, and the kinds it
+// leaves alone (admins, RBAC) reference none of these.
+func RestorePayload(cur, past *State) ([]byte, int, error) {
+	var backs []back
+	for _, d := range Diff(cur, past, restorable) {
+		b := back{Kind: d.Kind, ID: d.ID}
+		if d.After != nil {
+			data, err := msgpack.Marshal(d.After.Data)
+			if err != nil {
+				return nil, 0, fmt.Errorf("encode %s %s: %w", d.Kind, d.ID, err)
+			}
+			b.Hash, b.Data = d.After.hash[:], data
+		}
+		backs = append(backs, b)
 	}
-	if s.lastTime, err = m.history.TimeAt(upto); err != nil {
-		return nil, err
+	payload, err := msgpack.Marshal(backs)
+	return payload, len(backs), err
+}
+
+// applyRestore folds a TypeRestore event.
+func (m *Machine) applyRestore(s *State, index uint64, payload []byte) (*State, []Change, error) {
+	var backs []back
+	if err := msgpack.Unmarshal(payload, &backs); err != nil {
+		return nil, nil, fmt.Errorf("decode restore: %w", err)
 	}
-	return s, nil
+	for _, b := range backs {
+		if !slices.Contains(restorable, b.Kind) {
+			return nil, nil, fmt.Errorf("a restore may not change %s", b.Kind)
+		}
+	}
+	if err := m.decodeBacks(backs); err != nil {
+		return nil, nil, err
+	}
+	t := m.fold.begin(s)
+	changes := revert(t, s, backs)
+	return t.commit(index), changes, nil
 }
 
 // WarmTimeTravel rebuilds the versions older than the last snapshot
@@ -465,50 +538,4 @@ func Cut(snapshot io.Reader, plugins PluginRegistry, dir string, index uint64, a
 		return 0, err
 	}
 	return index, m.Persist(s, w)
-}
-
-// restorable lists the kinds a point-in-time restore rewrites: the gateway
-// configuration, not who may change it (restoring RBAC could lock the
-// operator out, or back in someone who was removed).
-var restorable = []string{Services, Routes, Consumers, Upstreams, Targets, KeyAuths, Plugins}
-
-// RestorePlan is the batch that turns cur into past: deletions of
-// what past lacks (children first), then upserts, with their ids, of what
-// past has and cur has not or has differently (parents first). With all
-// set, every current entity is deleted and every past one re-created.
-func RestorePlan(cur, past *State, all bool) []*Command {
-	var dels, puts []*Command
-	put := func(e *Entity) {
-		body := make(map[string]any, len(e.Data))
-		for k, v := range e.Data {
-			if k != "id" && k != "created_at" && k != "updated_at" {
-				body[k] = v
-			}
-		}
-		puts = append(puts, &Command{Op: log.OpUpsert, Kind: e.Kind, Key: e.ID, NewID: e.ID, Body: body})
-	}
-	if all {
-		for i := len(restorable) - 1; i >= 0; i-- {
-			cur.Walk(restorable[i], "", func(e *Entity) bool {
-				dels = append(dels, &Command{Op: log.OpDelete, Kind: e.Kind, Key: e.ID})
-				return true
-			})
-		}
-		for _, kind := range restorable {
-			past.Walk(kind, "", func(e *Entity) bool { put(e); return true })
-		}
-		return append(dels, puts...)
-	}
-	diffs := Diff(cur, past, restorable)
-	for i := len(diffs) - 1; i >= 0; i-- {
-		if d := diffs[i]; d.After == nil {
-			dels = append(dels, &Command{Op: log.OpDelete, Kind: d.Kind, Key: d.ID})
-		}
-	}
-	for _, d := range diffs {
-		if d.After != nil {
-			put(d.After)
-		}
-	}
-	return append(dels, puts...)
 }

@@ -552,6 +552,59 @@ func TestTimeTravelAcrossRestartAndForeignSnapshot(t *testing.T) {
 	checkStatesAt(t, "foreign snapshot", r, rec2.points, sampleIndexes(rng, g2.index, 40, strideIndexes(g2.index)...))
 }
 
+func TestRestoreEventPutsBackThePast(t *testing.T) {
+	dir := t.TempDir()
+	g := newTTGen(11)
+	rec := newTTRecorder(t, dir)
+	m := openMachine(t, dir, "main.db")
+	feed(t, g, rec, 900, m)
+	rng := rand.New(rand.NewSource(12))
+	for round := 0; round < 4; round++ {
+		cur := m.State()
+		at := uint64(rng.Int63n(int64(cur.Index)))
+		past, err := m.StateAt(at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload, n, err := RestorePayload(cur, past)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := log.Encode(&log.Event{Type: log.TypeRestore, Time: rec.m.State().lastTime + 1, Op: "restore", Payload: payload})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.index++
+		// The recorder applies it too, so later StateAt checks have a
+		// point for it.
+		res := rec.m.Apply(g.index, data)
+		if got := m.Apply(g.index, data); got.Err != nil || res.Err != nil {
+			t.Fatalf("restore to %d rejected: %+v %+v", at, got.Err, res.Err)
+		}
+		s := m.State()
+		// Services are the only entities: the whole content hash must be
+		// the past one, and so the services themselves.
+		if s.Hash() != past.Hash() || stateFingerprint(s) != stateFingerprint(past) {
+			t.Fatalf("round %d: after restoring to %d (%d entities) the state is not the one at %d", round, at, n, at)
+		}
+		rec.points = append(rec.points, ttPoint{hash: s.Hash(), model: stateFingerprint(s), webhook: s.Webhook(),
+			members: len(s.Members()), time: s.lastTime})
+		// The generator goes on from the restored services.
+		g.model, g.names, g.ids = newTTModel(), map[string]string{}, nil
+		s.Walk(Services, "", func(e *Entity) bool {
+			g.set(e.ID, e.Data["name"].(string), int(e.Data["retries"].(float64)))
+			return true
+		})
+		g.clamped = max(g.clamped, s.lastTime)
+		feed(t, g, rec, 150, m)
+	}
+	// Past states across the restores, live and rebuilt from a snapshot
+	// (whose warm-up replays the restore events).
+	idx := sampleIndexes(rng, g.index, 60, strideIndexes(g.index)...)
+	checkStatesAt(t, "live", m, rec.points, idx)
+	checkStatesAt(t, "restored", restoredCopy(t, m, dir, "copy.db"), rec.points, idx)
+}
+
 // wantIndexAt is the last index whose recorded time is at or before ts.
 func wantIndexAt(points []ttPoint, ts int64) uint64 {
 	var found uint64

@@ -39,6 +39,9 @@ const (
 	// TypeSalt carries the cluster's audit HMAC key, chosen once by the
 	// first leader.
 	TypeSalt Type = 7
+	// TypeRestore puts entities back exactly as they were at a past
+	// point (a point-in-time restore): each with its data, or deleted.
+	TypeRestore Type = 8
 )
 
 // Ops carried by TypeEntity events.
@@ -88,7 +91,7 @@ func Decode(b []byte) (*Event, error) {
 	}
 	t := Type(b[0])
 	switch t &^ IgnoreUnknown {
-	case TypeEntity, TypeBatch, TypeMember, TypeDenied &^ IgnoreUnknown, TypeWebhook, TypeCursor, TypeSalt:
+	case TypeEntity, TypeBatch, TypeMember, TypeDenied &^ IgnoreUnknown, TypeWebhook, TypeCursor, TypeSalt, TypeRestore:
 	default:
 		if t&IgnoreUnknown != 0 {
 			return nil, ErrUnknownType

@@ -91,28 +91,18 @@ func restorePlan(m *fsm.Machine, at uint64, step func(string, func() error) erro
 	if err != nil {
 		return err
 	}
-	var cmds []*fsm.Command
-	step("restore-plan", func() error { cmds = fsm.RestorePlan(cur, past, false); return nil })
-	fmt.Println("  commands:", len(cmds))
-	now := time.Now().UnixNano()
-	if err := step("restore-check", func() error {
-		if _, _, ferr := m.Fold().ApplyAll(cur, cur.Index, now, cmds); ferr != nil {
-			return fmt.Errorf("%s", ferr.Message)
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
 	var data []byte
-	step("restore-encode", func() error {
-		payload, err := fsm.EncodeBatch(cmds)
+	if err := step("restore-plan", func() error {
+		payload, n, err := fsm.RestorePayload(cur, past)
 		if err != nil {
 			return err
 		}
-		data, err = log.Encode(&log.Event{Type: log.TypeBatch, Time: now, Op: "restore", Entity: "config", Payload: payload})
-		fmt.Println("  entry bytes:", len(data))
+		data, err = log.Encode(&log.Event{Type: log.TypeRestore, Time: time.Now().UnixNano(), Op: "restore", Entity: "config", Payload: payload})
+		fmt.Println("  entities:", n, "entry bytes:", len(data))
 		return err
-	})
+	}); err != nil {
+		return err
+	}
 	return step("restore-apply", func() error {
 		if r := m.Apply(cur.Index+1, data); r.Err != nil {
 			return fmt.Errorf("%s", r.Err.Message)

@@ -171,7 +171,7 @@ func run(bin string, entities, events, base int) error {
 	mid := last / 2
 	var res struct {
 		Index    uint64 `json:"index"`
-		Commands int    `json:"commands"`
+		Entities int    `json:"entities"`
 	}
 	if err := postJSON(admin(1)+"/audit/restore", map[string]any{"at": mid}, &res); err != nil {
 		return err
@@ -181,7 +181,7 @@ func run(bin string, entities, events, base int) error {
 			return logs(dir, err)
 		}
 	}
-	fmt.Printf("| restore to index %d (%d entity writes), applied on all three nodes | %s | 10 s |\n", mid, res.Commands,
+	fmt.Printf("| restore to index %d (%d entities put back), applied on all three nodes | %s | 10 s |\n", mid, res.Entities,
 		time.Since(t0).Round(time.Millisecond))
 	if hold > 0 {
 		fmt.Printf("\nholding the cluster for %s: admin %s, %s, %s; status (pprof) on the admin port + 99\n", hold, admin(0), admin(1), admin(2))

@@ -295,10 +295,10 @@ func TestPointInTimeRestoreOnCluster(t *testing.T) {
 		if body["restored_to"] != float64(to) || body["index"] != float64(idx) {
 			t.Errorf("%s: restore answer %s, want restored_to %d and index %d", what, r.Text(), to, idx)
 		}
-		if cmds, _ := body["commands"].(float64); cmds < 1 {
+		if cmds, _ := body["entities"].(float64); cmds < 1 {
 			t.Errorf("%s: restore changed nothing: %s", what, r.Text())
 		}
-		t.Logf("%s: restored to %d (after %q) via %s as index %d with %v commands", what, to, want.step, follower.NodeID, idx, body["commands"])
+		t.Logf("%s: restored to %d (after %q) via %s as index %d with %v entities put back", what, to, want.step, follower.NodeID, idx, body["entities"])
 		for _, n := range c.nodes {
 			if got := configAt(t, n, idx).Text(); got != want.config {
 				t.Errorf("%s: GET /config on %s\n got %s\nwant %s", what, n.NodeID, got, want.config)
