@@ -30,7 +30,15 @@ func (s *Server) configDump(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set("X-Gatehouse-Config-Index", strconv.FormatUint(st.Index, 10))
-	writeJSON(w, 200, doc)
+	b, err := declarative.Marshal(doc)
+	if err != nil {
+		message(w, 500, "An unexpected error occurred")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(200)
+	w.Write(b)
 }
 
 // mayRead reports whether the caller may read entity (always, without

@@ -562,73 +562,45 @@ func (t *txn) checkUnique(s *State, now int64, kind string, d map[string]any, ol
 	return nil
 }
 
-func (t *txn) index(e *Entity) {
-	t.entities.Insert(k(e.Kind, e.ID), e)
-	if e.hash == ([32]byte{}) {
-		e.hash = entityHash(e)
-	}
-	xorInto(&t.hash, e.hash)
-	keys, _ := uniqueKeys(e.Kind, e.Data)
-	for _, key := range keys {
-		t.unique.Insert([]byte(key), e.ID)
-	}
-	for _, fr := range foreignFields[e.Kind] {
-		if pid := ref(e.Data, fr.field); pid != "" {
-			t.children.Insert(k(fr.kind, pid, e.Kind, e.ID), struct{}{})
-		}
-	}
-	for _, tag := range strs(e.Data, "tags") {
-		t.tags.Insert(k(tag, e.Kind, e.ID), struct{}{})
-	}
-	if e.Kind == Plugins {
-		t.countPlugin(str(e.Data, "name"), 1)
-		if ref(e.Data, "consumer") != "" {
-			t.consumer++
-		}
+func (t *txn) index(e *Entity)        { t.swap(nil, e) }
+func (t *txn) unindex(e *Entity)      { t.swap(e, nil) }
+func (t *txn) replace(old, e *Entity) { t.swap(old, e) }
+
+// swap replaces old with e, versions of one entity (old nil: e is new; e
+// nil: old goes). The index trees are independent, so each has its own
+// pass (revert runs them in parallel), and each touches only the keys
+// that differ: most updates change no unique field, tag or reference, and
+// every radix operation copies a path of the tree.
+func (t *txn) swap(old, e *Entity) {
+	t.swapEntity(old, e)
+	t.swapUnique(old, e)
+	t.swapChildren(old, e)
+	t.swapTags(old, e)
+	t.swapCounts(old, e)
+}
+
+func (t *txn) swapEntity(old, e *Entity) {
+	if e != nil {
+		t.entities.Insert(k(e.Kind, e.ID), e)
+	} else {
+		t.entities.Delete(k(old.Kind, old.ID))
 	}
 }
 
-func (t *txn) unindex(e *Entity) {
-	t.entities.Delete(k(e.Kind, e.ID))
-	xorInto(&t.hash, e.hash)
-	keys, _ := uniqueKeys(e.Kind, e.Data)
-	for _, key := range keys {
-		t.unique.Delete([]byte(key))
+// swapUnique removes a unique key only while it still names this entity,
+// so a batch that moves a name from one entity to another is right in
+// either order.
+func (t *txn) swapUnique(old, e *Entity) {
+	var oldKeys, newKeys []string
+	if old != nil {
+		oldKeys, _ = uniqueKeys(old.Kind, old.Data)
 	}
-	for _, fr := range foreignFields[e.Kind] {
-		if pid := ref(e.Data, fr.field); pid != "" {
-			t.children.Delete(k(fr.kind, pid, e.Kind, e.ID))
-		}
+	if e != nil {
+		newKeys, _ = uniqueKeys(e.Kind, e.Data)
 	}
-	for _, tag := range strs(e.Data, "tags") {
-		t.tags.Delete(k(tag, e.Kind, e.ID))
-	}
-	if e.Kind == Plugins {
-		t.countPlugin(str(e.Data, "name"), -1)
-		if ref(e.Data, "consumer") != "" {
-			t.consumer--
-		}
-	}
-}
-
-// replace swaps old for e, a version of the same entity, touching only
-// the index keys that differ: most updates change no unique field, tag or
-// reference, and each radix operation copies a path of the tree. A unique
-// key is removed only while it still names this entity, so a batch that
-// moves a name from one entity to another is right in either order.
-func (t *txn) replace(old, e *Entity) {
-	t.entities.Insert(k(e.Kind, e.ID), e)
-	if e.hash == ([32]byte{}) {
-		e.hash = entityHash(e)
-	}
-	xorInto(&t.hash, old.hash)
-	xorInto(&t.hash, e.hash)
-
-	oldKeys, _ := uniqueKeys(old.Kind, old.Data)
-	newKeys, _ := uniqueKeys(e.Kind, e.Data)
 	for _, key := range oldKeys {
 		if !slices.Contains(newKeys, key) {
-			if id, ok := t.unique.Get([]byte(key)); ok && id == e.ID {
+			if id, ok := t.unique.Get([]byte(key)); ok && id == old.ID {
 				t.unique.Delete([]byte(key))
 			}
 		}
@@ -638,20 +610,44 @@ func (t *txn) replace(old, e *Entity) {
 			t.unique.Insert([]byte(key), e.ID)
 		}
 	}
-	for _, fr := range foreignFields[e.Kind] {
-		if was, is := ref(old.Data, fr.field), ref(e.Data, fr.field); was != is {
-			if was != "" {
-				t.children.Delete(k(fr.kind, was, e.Kind, e.ID))
-			}
-			if is != "" {
-				t.children.Insert(k(fr.kind, is, e.Kind, e.ID), struct{}{})
-			}
+}
+
+func (t *txn) swapChildren(old, e *Entity) {
+	x := old
+	if x == nil {
+		x = e
+	}
+	for _, fr := range foreignFields[x.Kind] {
+		was, is := "", ""
+		if old != nil {
+			was = ref(old.Data, fr.field)
+		}
+		if e != nil {
+			is = ref(e.Data, fr.field)
+		}
+		if was == is {
+			continue
+		}
+		if was != "" {
+			t.children.Delete(k(fr.kind, was, x.Kind, x.ID))
+		}
+		if is != "" {
+			t.children.Insert(k(fr.kind, is, x.Kind, x.ID), struct{}{})
 		}
 	}
-	oldTags, newTags := strs(old.Data, "tags"), strs(e.Data, "tags")
+}
+
+func (t *txn) swapTags(old, e *Entity) {
+	var oldTags, newTags []string
+	if old != nil {
+		oldTags = strs(old.Data, "tags")
+	}
+	if e != nil {
+		newTags = strs(e.Data, "tags")
+	}
 	for _, tag := range oldTags {
 		if !slices.Contains(newTags, tag) {
-			t.tags.Delete(k(tag, e.Kind, e.ID))
+			t.tags.Delete(k(tag, old.Kind, old.ID))
 		}
 	}
 	for _, tag := range newTags {
@@ -659,17 +655,30 @@ func (t *txn) replace(old, e *Entity) {
 			t.tags.Insert(k(tag, e.Kind, e.ID), struct{}{})
 		}
 	}
-	if e.Kind == Plugins {
-		if was, is := str(old.Data, "name"), str(e.Data, "name"); was != is {
-			t.countPlugin(was, -1)
-			t.countPlugin(is, 1)
+}
+
+// swapCounts keeps the content hash and the plugin counts.
+func (t *txn) swapCounts(old, e *Entity) {
+	if old != nil {
+		xorInto(&t.hash, old.hash)
+	}
+	if e != nil {
+		if e.hash == ([32]byte{}) {
+			e.hash = entityHash(e)
 		}
-		if was, is := ref(old.Data, "consumer") != "", ref(e.Data, "consumer") != ""; was != is {
-			if is {
-				t.consumer++
-			} else {
-				t.consumer--
-			}
+		xorInto(&t.hash, e.hash)
+	}
+	for _, x := range []*Entity{old, e} {
+		if x == nil || x.Kind != Plugins {
+			continue
+		}
+		d := 1
+		if x == old {
+			d = -1
+		}
+		t.countPlugin(str(x.Data, "name"), d)
+		if ref(x.Data, "consumer") != "" {
+			t.consumer += d
 		}
 	}
 }

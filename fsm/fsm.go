@@ -252,7 +252,7 @@ func (m *Machine) applyEvent(s *State, ev *log.Event, audit bool) (*Result, *log
 			return res, rec, withIndex(s, en.Index), nil
 		}
 		if audit {
-			rec.Changes = auditChanges(changes, s.salt)
+			rec.Changes = restoreChanges(changes)
 		}
 		return res, rec, next, changes
 	}

@@ -24,6 +24,9 @@ type Entity struct {
 	// hash is the content hash, set once when the entity is first
 	// indexed (before any state holding it is published).
 	hash [32]byte
+	// enc is Data's msgpack encoding when the entity was decoded from
+	// one (a version or a restore), reused to store its version.
+	enc []byte
 }
 
 // State is an immutable configuration snapshot. Its indexes are persistent

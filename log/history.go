@@ -67,7 +67,11 @@ type History struct {
 func OpenHistory(path string) (*History, error) {
 	// The mapping is reserved large up front: each time bbolt outgrows
 	// it, it copies every page a write transaction holds.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{NoSync: true, InitialMmapSize: 1 << 30})
+	// The map freelist finds room for a large record (a restore's change
+	// list) without scanning; not syncing it is etcd's setting too (it is
+	// rebuilt on open).
+	db, err := bolt.Open(path, 0o600, &bolt.Options{NoSync: true, InitialMmapSize: 1 << 30,
+		FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
 	if err != nil {
 		return nil, fmt.Errorf("open history %s: %w", path, err)
 	}
@@ -152,7 +156,9 @@ func prevHash(b *bolt.Bucket, i uint64) (string, error) {
 	if k == nil || binary.BigEndian.Uint64(k) >= i {
 		return "", nil
 	}
-	var prev Record
+	var prev struct {
+		Hash string `msgpack:"h"` // only: a restore's record is megabytes
+	}
 	if err := msgpack.Unmarshal(v, &prev); err != nil {
 		return "", fmt.Errorf("decode history record: %w", err)
 	}
