@@ -46,6 +46,7 @@ func (s *Server) routes() {
 	r.HandleFunc("/audit/replay", s.replayList).Methods("GET")
 	r.HandleFunc("/audit/replay/{id}", s.replayGet).Methods("GET", "DELETE")
 	r.HandleFunc("/config", s.configDump).Methods("GET")
+	r.HandleFunc("/config", s.configApply).Methods("POST")
 	r.HandleFunc("/audit/webhook", s.webhookSettings).Methods("GET", "HEAD", "PUT", "POST", "DELETE")
 	r.HandleFunc("/tags", s.tagsList).Methods("GET")
 	r.HandleFunc("/tags/{tag}", s.tagsList).Methods("GET")

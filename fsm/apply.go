@@ -260,6 +260,60 @@ func (f *Fold) put(t *txn, s *State, now int64, cmd *Command, parent, old *Entit
 	return nil
 }
 
+// CheckFields validates an entity's own fields, as a create would, without
+// a state: what a declarative document can check for every entity at once
+// (references and uniqueness need the batch; see ApplyAllAt).
+func (f *Fold) CheckFields(kind string, body map[string]any) map[string]any {
+	if Schemas[kind] == nil {
+		return map[string]any{"@entity": "unknown entity " + kind}
+	}
+	data := schema.DeepCopy(body).(map[string]any)
+	if err := shorthands(kind, data, nil); err != nil {
+		if f, ok := err.Fields.(map[string]any); ok {
+			return f
+		}
+		return map[string]any{"@entity": err.Message}
+	}
+	for _, fr := range foreignFields[kind] {
+		if data[fr.field] != nil {
+			// Resolved and checked by the batch; here only its presence.
+			data[fr.field] = map[string]any{"id": "00000000-0000-4000-8000-000000000000"}
+		}
+	}
+	var config map[string]any
+	if kind == Plugins {
+		config, _ = data["config"].(map[string]any)
+		if data["config"] != nil && config == nil {
+			return map[string]any{"config": "expected a record"}
+		}
+		delete(data, "config")
+	}
+	out, errs := Schemas[kind].Normalize(data, true)
+	if errs == nil {
+		errs = schema.Errors{}
+	}
+	entityChecks(kind, out, errs)
+	if kind == Plugins {
+		f.checkPlugin(out, config, errs)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return map[string]any(errs)
+}
+
+// ApplyAllAt is ApplyAll that also says which command failed (-1 when
+// none did).
+func (f *Fold) ApplyAllAt(s *State, index uint64, now int64, cmds []*Command) (*State, []Change, int, *Error) {
+	t := f.begin(s)
+	for i, c := range cmds {
+		if err := f.exec(t, t.view(), now, c); err != nil {
+			return s, nil, i, err
+		}
+	}
+	return t.commit(index), t.changes, -1, nil
+}
+
 // shorthands expands Kong's input conveniences before validation.
 func shorthands(kind string, data map[string]any, old *Entity) *Error {
 	switch kind {

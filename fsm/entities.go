@@ -412,3 +412,15 @@ var foreignFields = map[string][]foreignRef{
 	Targets:  {{"upstream", Upstreams, true}},
 	KeyAuths: {{"consumer", Consumers, true}},
 }
+
+// ForeignField is a reference from one kind to another.
+type ForeignField struct{ Field, Kind string }
+
+// ForeignFields lists kind's references to other entities.
+func ForeignFields(kind string) []ForeignField {
+	var out []ForeignField
+	for _, fr := range foreignFields[kind] {
+		out = append(out, ForeignField{fr.field, fr.kind})
+	}
+	return out
+}

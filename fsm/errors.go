@@ -77,3 +77,6 @@ func schemaNum(f float64) string {
 	}
 	return fmt.Sprint(f)
 }
+
+// LuaTable renders v as Kong prints a table in an error message.
+func LuaTable(v any) string { return luaTable(v) }

@@ -1,0 +1,285 @@
+package admin
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"mime"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/fsm"
+	"github.com/gatehouse-gw/gatehouse/fsm/declarative"
+	"github.com/gatehouse-gw/gatehouse/log"
+)
+
+// configApply serves POST /config (Kong's DB-less endpoint): the posted
+// declarative document (YAML or JSON, raw or as the form field config)
+// becomes the gateway configuration, as ONE batch event: entities the
+// document lacks are deleted, the others written with their ids, and
+// nothing at all changes if any entity is invalid. With _info.select_tags
+// only entities carrying those tags are replaced. ?check_hash=1 answers
+// 304 when the document would change nothing; ?flatten_errors=1 adds
+// Kong's per-entity error list.
+func (s *Server) configApply(w http.ResponseWriter, r *http.Request) {
+	body, err := configBody(r)
+	if err != nil {
+		message(w, 400, err.Error())
+		return
+	}
+	flatten := r.URL.Query().Get("flatten_errors") == "1" || r.URL.Query().Get("flatten_errors") == "true"
+	doc, err := declarative.Parse(body)
+	if err != nil {
+		writeJSON(w, 400, map[string]any{"code": 14, "name": "invalid declarative configuration", "message": err.Error()})
+		return
+	}
+	items, selectTags, problems := declarative.Load(doc)
+	if len(problems) == 0 {
+		fold := s.cfg.Store.Fold()
+		for _, it := range items {
+			if errs := fold.CheckFields(it.Kind, it.Data); errs != nil {
+				problems = append(problems, declarative.Problem{Kind: it.Kind, Path: it.Path, Entity: it.Data, Errors: errs})
+			}
+		}
+	}
+	if len(problems) > 0 {
+		writeJSON(w, 400, declarativeError(problems, flatten))
+		return
+	}
+
+	cur := s.cfg.Store.State()
+	now := time.Now().UnixNano()
+	want := map[string]bool{}
+	for _, it := range items {
+		want[it.Kind+"\x00"+it.Data["id"].(string)] = true
+	}
+	var cmds []*fsm.Command
+	kinds := []string{fsm.Services, fsm.Routes, fsm.Consumers, fsm.Upstreams, fsm.Targets, fsm.KeyAuths, fsm.Plugins}
+	for i := len(kinds) - 1; i >= 0; i-- { // children first
+		cur.Walk(kinds[i], "", func(e *fsm.Entity) bool {
+			if !want[e.Kind+"\x00"+e.ID] && hasTags(e, selectTags) {
+				cmds = append(cmds, &fsm.Command{Op: log.OpDelete, Kind: e.Kind, Key: e.ID})
+			}
+			return true
+		})
+	}
+	dels := len(cmds)
+	for _, it := range items {
+		b := make(map[string]any, len(it.Data))
+		for k, v := range it.Data {
+			if k != "id" {
+				b[k] = v
+			}
+		}
+		id := it.Data["id"].(string)
+		cmds = append(cmds, &fsm.Command{Op: log.OpUpsert, Kind: it.Kind, Key: id, NewID: id, Body: b})
+	}
+	_, changes, at, ferr := s.cfg.Store.Fold().ApplyAllAt(cur, cur.Index, now, cmds)
+	if ferr != nil {
+		if at >= dels {
+			it := items[at-dels]
+			errs, _ := ferr.Fields.(map[string]any)
+			if errs == nil {
+				errs = map[string]any{"@entity": ferr.Message}
+			}
+			writeJSON(w, 400, declarativeError([]declarative.Problem{{Kind: it.Kind, Path: it.Path, Entity: it.Data, Errors: errs}}, flatten))
+			return
+		}
+		writeError(w, ferr)
+		return
+	}
+	// Entities the document leaves as they are are not rewritten: applying
+	// the same document twice appends nothing.
+	same := map[string]bool{}
+	for _, c := range changes {
+		if c.Before != nil && c.After != nil && len(fsm.ChangedFields(c.Before.Data, c.After.Data)) == 0 {
+			same[c.Kind+"\x00"+c.ID] = true
+		}
+	}
+	kept := cmds[:0]
+	for _, c := range cmds {
+		if c.Op == log.OpDelete || !same[c.Kind+"\x00"+c.Key] {
+			kept = append(kept, c)
+		}
+	}
+	cmds = kept
+	hash := sha256.Sum256(body)
+	w.Header().Set("X-Gatehouse-Config-Hash", hex.EncodeToString(hash[:16]))
+	index := cur.Index
+	if len(cmds) > 0 {
+		payload, err := fsm.EncodeBatch(cmds)
+		if err != nil {
+			message(w, 500, "An unexpected error occurred")
+			return
+		}
+		res, ok := s.appendRequestEvent(w, r, &log.Event{Type: log.TypeBatch, Time: now, Op: "config",
+			Entity: "config", Payload: payload})
+		if !ok {
+			return
+		}
+		index = res.Index
+	} else if q := r.URL.Query().Get("check_hash"); q == "1" || q == "true" {
+		w.Header().Set("X-Gatehouse-Config-Index", strconv.FormatUint(index, 10))
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	w.Header().Set("X-Gatehouse-Config-Index", strconv.FormatUint(index, 10))
+	// Kong answers with the entities it loaded, by entity name.
+	st, err := s.cfg.Store.StateAt(index)
+	if err != nil || st.Index < index {
+		st = s.cfg.Store.State()
+	}
+	out := map[string]any{}
+	for _, it := range items {
+		if e := st.Get(it.Kind, it.Data["id"].(string)); e != nil {
+			list, _ := out[it.Kind].([]any)
+			out[it.Kind] = append(list, render(e))
+		}
+	}
+	writeJSON(w, 201, out)
+}
+
+// configBody is the posted document: the form field config (Kong's
+// curl examples use -F config=@kong.yml), or the raw body.
+func configBody(r *http.Request) ([]byte, error) {
+	const limit = 64 << 20
+	r.Body = http.MaxBytesReader(nil, r.Body, limit)
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch ct {
+	case "multipart/form-data":
+		if err := r.ParseMultipartForm(limit); err != nil {
+			return nil, err
+		}
+		if f, _, err := r.FormFile("config"); err == nil {
+			defer f.Close()
+			return io.ReadAll(f)
+		}
+		return []byte(r.FormValue("config")), nil
+	case "application/x-www-form-urlencoded":
+		if err := r.ParseForm(); err != nil {
+			return nil, err
+		}
+		return []byte(r.PostForm.Get("config")), nil
+	}
+	return io.ReadAll(r.Body)
+}
+
+func hasTags(e *fsm.Entity, tags []string) bool {
+	for _, t := range tags {
+		found := false
+		have, _ := e.Data["tags"].([]any)
+		for _, h := range have {
+			if h == t {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// declarativeError is Kong's body for an invalid document: the errors
+// nested as the document nests its entities, and with flatten one entry
+// per entity.
+func declarativeError(problems []declarative.Problem, flatten bool) map[string]any {
+	fields := map[string]any{}
+	var flat []any
+	for _, p := range problems {
+		if p.Path == "" {
+			for k, v := range p.Errors {
+				fields[k] = v
+			}
+			continue
+		}
+		node := fields
+		parts := strings.Split(p.Path, ".")
+		for _, part := range parts[:len(parts)-1] {
+			next, _ := node[part].(map[string]any)
+			if next == nil {
+				next = map[string]any{}
+				node[part] = next
+			}
+			node = next
+		}
+		node[parts[len(parts)-1]] = p.Errors
+		if flatten {
+			var errs []any
+			keys := make([]string, 0, len(p.Errors))
+			for k := range p.Errors {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				if k == "@entity" {
+					errs = append(errs, map[string]any{"type": "entity", "message": flatMessage(p.Errors[k])})
+				} else {
+					errs = append(errs, map[string]any{"type": "field", "field": k, "message": flatMessage(p.Errors[k])})
+				}
+			}
+			entry := map[string]any{"entity_type": strings.TrimSuffix(p.Kind, "s"), "entity": p.Entity, "errors": errs,
+				"entity_tags": p.Entity["tags"]}
+			if p.Entity != nil {
+				entry["entity_id"] = p.Entity["id"]
+				if ek := fsm.EndpointKey(p.Kind); ek != "" {
+					entry["entity_name"] = p.Entity[ek]
+				}
+			}
+			flat = append(flat, entry)
+		}
+	}
+	arrays := toArrays(fields).(map[string]any)
+	body := map[string]any{"code": 14, "name": "invalid declarative configuration",
+		"message": "declarative config is invalid: " + fsm.LuaTable(arrays), "fields": arrays}
+	if flatten {
+		body["fields"] = map[string]any{}
+		body["flattened_errors"] = flat
+	}
+	return body
+}
+
+func flatMessage(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case []any:
+		var parts []string
+		for _, e := range x {
+			parts = append(parts, flatMessage(e))
+		}
+		return strings.Join(parts, "; ")
+	}
+	return fsm.LuaTable(v)
+}
+
+// toArrays turns maps keyed by positions into JSON arrays (null where an
+// entity had no error), as Kong's error tables read.
+func toArrays(v any) any {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return v
+	}
+	max, numeric := -1, len(m) > 0
+	for k, e := range m {
+		m[k] = toArrays(e)
+		n, err := strconv.Atoi(k)
+		if err != nil || n < 0 || n > 1<<20 {
+			numeric = false
+		} else if n > max {
+			max = n
+		}
+	}
+	if !numeric {
+		return m
+	}
+	out := make([]any, max+1)
+	for k, e := range m {
+		n, _ := strconv.Atoi(k)
+		out[n] = e
+	}
+	return out
+}
