@@ -143,7 +143,7 @@ func TestDeclarativeConfigInvalidChangesNothing(t *testing.T) {
 	a.create(t, "/services", map[string]any{"name": "keep-me", "url": "http://127.0.0.1:1"})
 	cases := []struct {
 		name, doc, want string
-		flatField   string
+		flatField       string
 	}{
 		{"unknown field", `{"_format_version":"3.0","services":[{"name":"s","host":"h","colour":"red"}]}`, "unknown field", "colour"},
 		{"bad reference", `{"_format_version":"3.0","routes":[{"name":"r","paths":["/x"],"service":"nowhere"}]}`, "nowhere", "service"},
