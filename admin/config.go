@@ -106,6 +106,32 @@ func (s *Server) configApply(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	cmds = kept
+	if q := r.URL.Query().Get("dry_run"); q == "1" || q == "true" {
+		// What applying would do, entity by entity (gatehouse config diff).
+		var plan []any
+		for _, c := range changes {
+			if same[c.Kind+"\x00"+c.ID] {
+				continue
+			}
+			op, e := "updated", c.After
+			switch {
+			case c.Before == nil:
+				op = "created"
+			case c.After == nil:
+				op, e = "deleted", c.Before
+			}
+			item := map[string]any{"op": op, "entity_type": c.Kind, "entity_id": c.ID}
+			if ek := fsm.EndpointKey(c.Kind); ek != "" && e.Data[ek] != nil {
+				item["entity_name"] = e.Data[ek]
+			}
+			if op == "updated" {
+				item["fields"] = fsm.ChangedFields(c.Before.Data, c.After.Data)
+			}
+			plan = append(plan, item)
+		}
+		writeJSON(w, 200, map[string]any{"changes": plan})
+		return
+	}
 	hash := sha256.Sum256(body)
 	w.Header().Set("X-Gatehouse-Config-Hash", hex.EncodeToString(hash[:16]))
 	index := cur.Index

@@ -39,7 +39,7 @@ func main() {
 		Name:     "gatehouse",
 		Usage:    "a Kong-compatible API gateway whose configuration is a Raft-replicated event log",
 		Version:  admin.GatehouseVersion,
-		Commands: []*cli.Command{runCommand(), clusterCommand(), adminCommand(), auditCommand(), historyCommand(), backupCommand(), restoreCommand()},
+		Commands: []*cli.Command{runCommand(), clusterCommand(), adminCommand(), auditCommand(), historyCommand(), backupCommand(), restoreCommand(), configCommand()},
 	}
 	if err := app.Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "gatehouse:", err)

@@ -116,6 +116,12 @@ func TestDeclarativeConfigRoundTrip(t *testing.T) {
 	if got := r.ConfigIndex(t); got != index {
 		t.Errorf("re-applying the same document moved the index from %d to %d", index, got)
 	}
+	// So does the dump, posted back: a dump is a document.
+	r = harness.Raw(t, http.MethodPost, n.Admin("/config"), "application/json", a.get(t, "/config").Body)
+	harness.ExpectStatus(t, r, http.StatusCreated)
+	if got := r.ConfigIndex(t); got != index {
+		t.Errorf("posting the dump back moved the index from %d to %d", index, got)
+	}
 	r = harness.Raw(t, http.MethodPost, n.Admin("/config?check_hash=1"), "application/yaml", []byte(doc))
 	harness.ExpectStatus(t, r, http.StatusNotModified)
 	// Generated ids are stable: the consumer keeps its id.
