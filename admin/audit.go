@@ -328,7 +328,7 @@ func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
 		message(w, 500, "An unexpected error occurred")
 		return
 	}
-	payload, n, err := fsm.RestorePayload(cur, past)
+	payload, n, err := s.cfg.Store.PlanRestore(cur, past)
 	if err != nil {
 		message(w, 500, "An unexpected error occurred")
 		return

@@ -40,6 +40,7 @@ type Store interface {
 	StateAt(index uint64) (*fsm.State, error)
 	IndexAt(unixNano int64) (uint64, error)
 	Parts(s *fsm.State) fsm.Parts
+	PlanRestore(cur, past *fsm.State) ([]byte, int, error)
 }
 
 // Appender appends an encoded event and returns the fold's result once it

@@ -54,6 +54,9 @@ type Machine struct {
 	warm     sync.Mutex    // held while WarmTimeTravel replays
 	warmMu   sync.Mutex    // guards warmDone
 	warmDone chan struct{} // closed when no rebuild of old versions is running
+	planMu sync.Mutex
+	plan   plannedRestore // the last restore this node planned
+
 	// fromStart is true until a snapshot is restored: the log is then
 	// applied from its first entry and records every version.
 	fromStart bool

@@ -288,6 +288,38 @@ func revert(t *txn, cur *State, backs []back) []Change {
 // operator out, or back in someone who was removed).
 var restorable = []string{Services, Routes, Consumers, Upstreams, Targets, KeyAuths, Plugins}
 
+// PlanRestore is RestorePayload, remembering the entities it encoded: when
+// this node (the leader) then applies the event, it uses them instead of
+// decoding the payload back, which at 50,000 entities is about a second.
+func (m *Machine) PlanRestore(cur, past *State) ([]byte, int, error) {
+	payload, backs, err := restorePayload(cur, past)
+	if err != nil {
+		return nil, 0, err
+	}
+	m.planMu.Lock()
+	m.plan = plannedRestore{sum: sha256.Sum256(payload), backs: backs}
+	m.planMu.Unlock()
+	return payload, len(backs), nil
+}
+
+// plannedRestore is a restore payload with its entities already decoded.
+type plannedRestore struct {
+	sum   [32]byte
+	backs []back
+}
+
+// planned returns the decoded entities of payload if PlanRestore made it.
+func (m *Machine) planned(payload []byte) []back {
+	m.planMu.Lock()
+	defer m.planMu.Unlock()
+	if m.plan.backs == nil || sha256.Sum256(payload) != m.plan.sum {
+		return nil
+	}
+	backs := m.plan.backs
+	m.plan = plannedRestore{}
+	return backs
+}
+
 // RestorePayload is the payload of a TypeRestore event that turns cur's
 // gateway configuration into past's: every entity that differs, exactly
 // as it was (timestamps included, so each one's content hash is its old
@@ -295,20 +327,28 @@ var restorable = []string{Services, Routes, Consumers, Upstreams, Targets, KeyAu
 // Applying it cannot fail: past was a consistent state, and the kinds it
 // leaves alone (admins, RBAC) reference none of these.
 func RestorePayload(cur, past *State) ([]byte, int, error) {
+	payload, backs, err := restorePayload(cur, past)
+	return payload, len(backs), err
+}
+
+func restorePayload(cur, past *State) ([]byte, []back, error) {
 	var backs []back
 	for _, d := range Diff(cur, past, restorable) {
 		b := back{Kind: d.Kind, ID: d.ID}
 		if d.After != nil {
-			data, err := msgpack.Marshal(d.After.Data)
-			if err != nil {
-				return nil, 0, fmt.Errorf("encode %s %s: %w", d.Kind, d.ID, err)
+			data := d.After.enc // a past entity usually comes from its version
+			if data == nil {
+				var err error
+				if data, err = msgpack.Marshal(d.After.Data); err != nil {
+					return nil, nil, fmt.Errorf("encode %s %s: %w", d.Kind, d.ID, err)
+				}
 			}
-			b.Hash, b.Data = d.After.hash[:], data
+			b.Hash, b.Data, b.e = d.After.hash[:], data, d.After
 		}
 		backs = append(backs, b)
 	}
 	payload, err := msgpack.Marshal(backs)
-	return payload, len(backs), err
+	return payload, backs, err
 }
 
 // restoreChanges is what a restore's history record says of its changes:
@@ -334,17 +374,19 @@ func restoreChanges(changes []Change) []log.Change {
 
 // applyRestore folds a TypeRestore event.
 func (m *Machine) applyRestore(s *State, index uint64, payload []byte) (*State, []Change, error) {
-	var backs []back
-	if err := msgpack.Unmarshal(payload, &backs); err != nil {
-		return nil, nil, fmt.Errorf("decode restore: %w", err)
-	}
-	for _, b := range backs {
-		if !slices.Contains(restorable, b.Kind) {
-			return nil, nil, fmt.Errorf("a restore may not change %s", b.Kind)
+	backs := m.planned(payload)
+	if backs == nil {
+		if err := msgpack.Unmarshal(payload, &backs); err != nil {
+			return nil, nil, fmt.Errorf("decode restore: %w", err)
 		}
-	}
-	if err := m.decodeBacks(backs); err != nil {
-		return nil, nil, err
+		for _, b := range backs {
+			if !slices.Contains(restorable, b.Kind) {
+				return nil, nil, fmt.Errorf("a restore may not change %s", b.Kind)
+			}
+		}
+		if err := m.decodeBacks(backs); err != nil {
+			return nil, nil, err
+		}
 	}
 	t := m.fold.begin(s)
 	changes := revert(t, s, backs)

@@ -566,7 +566,13 @@ func TestRestoreEventPutsBackThePast(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		payload, n, err := RestorePayload(cur, past)
+		// Odd rounds as the leader does it: planned, so the apply uses
+		// the planned entities instead of decoding the payload.
+		plan := RestorePayload
+		if round%2 == 1 {
+			plan = m.PlanRestore
+		}
+		payload, n, err := plan(cur, past)
 		if err != nil {
 			t.Fatal(err)
 		}
