@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/gatehouse
 DATA_DIR ?= ./data
 
-.PHONY: build run cluster test unit e2e fuzz bench bench-cluster bench-history bench-ratelimit vet clean
+.PHONY: build run cluster test unit e2e fuzz bench bench-cluster bench-history bench-ratelimit compat vet clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/gatehouse
@@ -54,6 +54,11 @@ clean:
 
 # History at scale: backup, point-in-time restore and time travel over
 # 1,000,000 events and 100,000 entities (see scripts/benchhistory).
+# Kong's clients against a fresh node: decK v1.65.1 (built once, cached)
+# and go-kong v0.77.0's integration tests. Long; not part of make test.
+compat: build
+	bash scripts/compat/run.sh
+
 bench-history: build
 	$(GO) run ./scripts/benchhistory -bin $(BIN)
 

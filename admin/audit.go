@@ -322,13 +322,17 @@ func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	t0 := time.Now()
 	cur := s.cfg.Store.State()
 	past, err := s.cfg.Store.StateAt(idx)
 	if err != nil {
 		message(w, 500, "An unexpected error occurred")
 		return
 	}
+	tPast := time.Since(t0)
 	payload, n, err := s.cfg.Store.PlanRestore(cur, past)
+	slog.Info("restore planned", "to", idx, "entities", n, "bytes", len(payload),
+		"past_state", tPast.Round(time.Millisecond), "plan", (time.Since(t0) - tPast).Round(time.Millisecond))
 	if err != nil {
 		message(w, 500, "An unexpected error occurred")
 		return
@@ -338,5 +342,6 @@ func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	slog.Info("restore applied", "to", idx, "index", res.Index, "took", time.Since(t0).Round(time.Millisecond))
 	writeJSON(w, 200, map[string]any{"restored_to": idx, "index": res.Index, "entities": n})
 }

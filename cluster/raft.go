@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/gatehouse-gw/gatehouse/fsm"
 )
@@ -81,7 +82,11 @@ func Open(cfg Config, m *fsm.Machine) (*Node, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create raft dir: %w", err)
 	}
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db")})
+	// The map freelist finds room for a large entry (a restore or a
+	// declarative config: megabytes) without scanning the array one, and
+	// etcd's NoFreelistSync keeps it out of every commit.
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft.db"),
+		BoltOptions: &bolt.Options{Timeout: time.Second, FreelistType: bolt.FreelistMapType, NoFreelistSync: true}})
 	if err != nil {
 		return nil, fmt.Errorf("open raft store: %w", err)
 	}

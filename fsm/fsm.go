@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -54,8 +55,8 @@ type Machine struct {
 	warm     sync.Mutex    // held while WarmTimeTravel replays
 	warmMu   sync.Mutex    // guards warmDone
 	warmDone chan struct{} // closed when no rebuild of old versions is running
-	planMu sync.Mutex
-	plan   plannedRestore // the last restore this node planned
+	planMu   sync.Mutex
+	plan     plannedRestore // the last restore this node planned
 
 	// fromStart is true until a snapshot is restored: the log is then
 	// applied from its first entry and records every version.
@@ -122,6 +123,7 @@ func (m *Machine) Apply(index uint64, data []byte) *Result {
 func (m *Machine) ApplyBatch(entries []Entry) []*Result {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	t0 := time.Now()
 	prev := m.state.Load()
 	s := prev
 	results := make([]*Result, len(entries))
@@ -149,13 +151,21 @@ func (m *Machine) ApplyBatch(entries []Entry) []*Result {
 		}
 	}
 	m.fromStart = false
+	tFold := time.Since(t0)
 	if err := m.history.Commit(recs, versions); err != nil {
 		// The Raft log still holds these events; a restart replays them
 		// into the history. Losing the process is better than silently
 		// diverging, but serving on is better still: log loudly.
 		slog.Error("history append failed", "err", err)
 	}
+	tHistory := time.Since(t0) - tFold
 	m.publish(Update{Prev: prev, Next: s, Changes: changes})
+	if d := time.Since(t0); d > time.Second {
+		// Large batches (a restore, a declarative config) are worth
+		// seeing in the log, split by where the time went.
+		slog.Info("slow apply", "entries", len(entries), "changes", len(changes), "fold", tFold.Round(time.Millisecond),
+			"history", tHistory.Round(time.Millisecond), "publish", (d - tFold - tHistory).Round(time.Millisecond))
+	}
 	return results
 }
 
@@ -246,7 +256,11 @@ func (m *Machine) applyEvent(s *State, ev *log.Event, audit bool) (*Result, *log
 		return res, rec, withMember(s, en.Index, mb), nil
 	}
 	if ev.Type == log.TypeRestore {
+		t0 := time.Now()
 		next, changes, err := m.applyRestore(s, en.Index, ev.Payload)
+		if audit {
+			slog.Info("restore folded", "index", en.Index, "entities", len(changes), "took", time.Since(t0).Round(time.Millisecond))
+		}
 		if err != nil {
 			// Only a corrupt entry gets here: the leader builds the
 			// payload from a consistent past state.

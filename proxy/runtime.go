@@ -106,6 +106,10 @@ func routerRoute(s *fsm.State, r *fsm.Route) *router.Route {
 	}
 }
 
+// rebuildAbove is how many touched routes make Update rebuild the router
+// instead of upserting each.
+const rebuildAbove = 2048
+
 // Update applies one fsm update incrementally: only the routes an event
 // touched are recompiled, so one change costs the same with 10 or 100,000
 // routes.
@@ -143,6 +147,19 @@ func (rt *Runtime) Update(u fsm.Update) {
 				rt.bal.invalidate(c.Before.View.(*fsm.Target).UpstreamID, u.Next.Index)
 			}
 		}
+	}
+	if len(touched) > rebuildAbove {
+		// A restore or a declarative config touches most routes: one
+		// build from scratch instead of tens of thousands of
+		// copy-on-write upserts, each of which copies part of the index.
+		rebuilt := rt.rebuild(u.Next)
+		rebuilt.routes = next.routes
+		if dropCache {
+			rebuilt.routes = &sync.Map{}
+		}
+		rebuilt.consumerPlugins = next.consumerPlugins
+		rt.cur.Store(rebuilt)
+		return
 	}
 	for id := range touched {
 		var r *router.Route

@@ -174,6 +174,7 @@ func run(bin string, entities, events, base int) error {
 		Entities int    `json:"entities"`
 	}
 	if err := postJSON(admin(1)+"/audit/restore", map[string]any{"at": mid}, &res); err != nil {
+		fmt.Println(logs(dir, err))
 		return err
 	}
 	for i := 0; i < 3; i++ {

@@ -1,0 +1,3 @@
+module github.com/Kong/ai-deck-converter
+
+go 1.22
