@@ -123,3 +123,37 @@ func BenchmarkRouteAddAt10k(b *testing.B) {
 		}
 	})
 }
+
+func TestRuntimeRebuildsForLargeUpdates(t *testing.T) {
+	f, s, rt := config(t, 10)
+	// One batch touching more routes than rebuildAbove: moved paths, new
+	// routes and a deletion must all be served as one incremental update
+	// would.
+	var cmds []*fsm.Command
+	for i := 0; i < rebuildAbove+100; i++ {
+		cmds = append(cmds, &fsm.Command{Op: "create", Kind: fsm.Routes, NewID: uuid(10000 + i),
+			Body: map[string]any{"paths": []any{fmt.Sprintf("/big%d", i)}, "service": map[string]any{"id": uuid(0)}}})
+	}
+	cmds = append(cmds, &fsm.Command{Op: "update", Kind: fsm.Routes, Key: uuid(1), Body: map[string]any{"paths": []any{"/moved"}}},
+		&fsm.Command{Op: "delete", Kind: fsm.Routes, Key: uuid(2)})
+	next, changes, err := f.ApplyAll(s, s.Index+1, 0, cmds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.Update(fsm.Update{Prev: s, Next: next, Changes: changes})
+	if r, ok := match(rt, fmt.Sprintf("/big%d", rebuildAbove+99)); !ok || r.ID != uuid(10000+rebuildAbove+99) {
+		t.Errorf("new route not served after a large update")
+	}
+	if r, ok := match(rt, "/moved"); !ok || r.ID != uuid(1) {
+		t.Errorf("moved route not served at its new path")
+	}
+	if _, ok := match(rt, "/r0"); ok {
+		t.Errorf("the moved route's old path still matches")
+	}
+	if _, ok := match(rt, "/r1"); ok {
+		t.Errorf("deleted route still matches")
+	}
+	if r, ok := match(rt, "/r5"); !ok || r.ID != uuid(6) {
+		t.Errorf("untouched route lost in the rebuild")
+	}
+}
