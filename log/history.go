@@ -29,6 +29,22 @@ type Record struct {
 	Hash     string `msgpack:"h,omitempty"`
 }
 
+// peek decodes only what the file's own bookkeeping needs from a stored
+// record: index, time and chain hash (a restore's record is megabytes).
+func peek(v []byte) (index uint64, time int64, hash string, err error) {
+	var r struct {
+		Event struct {
+			Index uint64 `msgpack:"i"`
+			Time  int64  `msgpack:"t"`
+		} `msgpack:"ev"`
+		Hash string `msgpack:"h"`
+	}
+	if err := msgpack.Unmarshal(v, &r); err != nil {
+		return 0, 0, "", fmt.Errorf("decode history record: %w", err)
+	}
+	return r.Event.Index, r.Event.Time, r.Hash, nil
+}
+
 var (
 	bucket         = []byte("events")
 	versionsBucket = []byte("versions")
@@ -156,13 +172,8 @@ func prevHash(b *bolt.Bucket, i uint64) (string, error) {
 	if k == nil || binary.BigEndian.Uint64(k) >= i {
 		return "", nil
 	}
-	var prev struct {
-		Hash string `msgpack:"h"` // only: a restore's record is megabytes
-	}
-	if err := msgpack.Unmarshal(v, &prev); err != nil {
-		return "", fmt.Errorf("decode history record: %w", err)
-	}
-	return prev.Hash, nil
+	_, _, h, err := peek(v)
+	return h, err
 }
 
 // IndexAt returns the last index whose event time is at or before t
@@ -182,15 +193,11 @@ func (h *History) IndexAt(t int64) (uint64, error) {
 		for lo <= hi {
 			mid := lo + (hi-lo)/2
 			k, v := c.Seek(key(mid)) // never nil: mid <= last
-			var r struct {
-				Event struct {
-					Time int64 `msgpack:"t"`
-				} `msgpack:"ev"`
+			_, rt, _, err := peek(v)
+			if err != nil {
+				return err
 			}
-			if err := msgpack.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("decode history record: %w", err)
-			}
-			if ki := binary.BigEndian.Uint64(k); r.Event.Time <= t {
+			if ki := binary.BigEndian.Uint64(k); rt <= t {
 				// Every record up to ki is at or before t; records
 				// between mid and ki do not exist.
 				found, lo = ki, ki+1
@@ -359,18 +366,14 @@ func (h *History) Load(r io.Reader) (uint64, error) {
 				if _, err := io.ReadFull(r, v); err != nil {
 					return fmt.Errorf("read history record: %w", err)
 				}
-				var ix struct {
-					Event struct {
-						Index uint64 `msgpack:"i"`
-					} `msgpack:"ev"`
+				i, _, _, err := peek(v)
+				if err != nil {
+					return err
 				}
-				if err := msgpack.Unmarshal(v, &ix); err != nil {
-					return fmt.Errorf("decode history record: %w", err)
+				if i <= last {
+					return fmt.Errorf("history record %d out of order", i)
 				}
-				if ix.Event.Index <= last {
-					return fmt.Errorf("history record %d out of order", ix.Event.Index)
-				}
-				last = ix.Event.Index
+				last = i
 				if same && ck != nil && binary.BigEndian.Uint64(ck) == last && string(cv) == string(v) {
 					ck, cv = c.Next()
 					matched++
@@ -562,16 +565,9 @@ func (h *History) TimeAt(i uint64) (int64, error) {
 		if k == nil {
 			return nil
 		}
-		var r struct {
-			Event struct {
-				Time int64 `msgpack:"t"`
-			} `msgpack:"ev"`
-		}
-		if err := msgpack.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("decode history record: %w", err)
-		}
-		t = r.Event.Time
-		return nil
+		var err error
+		_, t, _, err = peek(v)
+		return err
 	})
 	return t, err
 }

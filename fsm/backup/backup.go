@@ -140,9 +140,26 @@ func Write(w io.Writer, meta Meta, src Source) error {
 // the end). It is how a backup being downloaded is checked as it arrives.
 func Check(r io.Reader, verifyState, verifyHistory func(io.Reader) error) (Meta, error) {
 	var meta Meta
+	err := walk(r, func(name string, body io.Reader) error {
+		switch name {
+		case "meta.json":
+			return readMeta(body, &meta)
+		case "state.bin":
+			return verifyState(body)
+		}
+		return verifyHistory(body)
+	})
+	return meta, err
+}
+
+// walk reads an archive's members in order, giving fn each of meta.json,
+// state.bin and history.bin (what fn leaves unread is read for it), then
+// checks them against SHA256SUMS and reads the gzip stream to its end:
+// nothing may follow.
+func walk(r io.Reader, fn func(name string, body io.Reader) error) error {
 	gz, err := gzip.NewReader(r)
 	if err != nil {
-		return meta, errors.New("not a Gatehouse backup (not gzip)")
+		return errors.New("not a Gatehouse backup (not gzip)")
 	}
 	tr := tar.NewReader(gz)
 	got := map[string]string{}
@@ -153,57 +170,49 @@ func Check(r io.Reader, verifyState, verifyHistory func(io.Reader) error) (Meta,
 			break
 		}
 		if err != nil {
-			return meta, fmt.Errorf("backup is truncated or corrupt: %w", err)
+			return fmt.Errorf("backup is truncated or corrupt: %w", err)
 		}
 		if i > 8 {
-			return meta, errors.New("backup has unexpected members")
+			return errors.New("backup has unexpected members")
 		}
-		sum := sha256.New()
-		body := io.TeeReader(tr, sum)
 		switch h.Name {
 		case "SHA256SUMS":
 			if sums, err = io.ReadAll(io.LimitReader(tr, 1<<16)); err != nil {
-				return meta, fmt.Errorf("backup is truncated: %w", err)
+				return fmt.Errorf("backup is truncated: %w", err)
 			}
 			continue
-		case "meta.json":
-			mb, err := io.ReadAll(io.LimitReader(body, 1<<20))
-			if err != nil {
-				return meta, fmt.Errorf("backup is truncated: meta.json: %w", err)
-			}
-			if err := json.Unmarshal(mb, &meta); err != nil || meta.Format != Format {
-				return meta, errors.New("backup has no valid meta.json")
-			}
-			if meta.Version != Version {
-				return meta, fmt.Errorf("backup format version %d is not supported (this Gatehouse reads version %d)", meta.Version, Version)
-			}
-		case "state.bin", "history.bin":
-			verify := verifyState
-			if h.Name == "history.bin" {
-				verify = verifyHistory
-			}
-			if err := verify(body); err != nil {
-				return meta, fmt.Errorf("backup %s: %w", h.Name, err)
-			}
+		case "meta.json", "state.bin", "history.bin":
 		default:
-			return meta, fmt.Errorf("backup has an unexpected member %q", h.Name)
+			return fmt.Errorf("backup has an unexpected member %q", h.Name)
+		}
+		sum := sha256.New()
+		body := io.TeeReader(tr, sum)
+		if err := fn(h.Name, body); err != nil {
+			return fmt.Errorf("backup %s: %w", h.Name, err)
 		}
 		if _, err := io.Copy(io.Discard, body); err != nil {
-			return meta, fmt.Errorf("backup is truncated: %s: %w", h.Name, err)
+			return fmt.Errorf("backup is truncated: %s: %w", h.Name, err)
 		}
 		got[h.Name] = hex.EncodeToString(sum.Sum(nil))
 	}
-	// To the gzip trailer (its CRC) and the end of r: nothing may follow.
 	if _, err := io.Copy(io.Discard, gz); err != nil {
-		return meta, fmt.Errorf("backup is truncated or has trailing data: %w", err)
+		return fmt.Errorf("backup is truncated or has trailing data: %w", err)
 	}
-	if err := checkSums(got, sums); err != nil {
-		return meta, err
+	return checkSums(got, sums)
+}
+
+func readMeta(r io.Reader, meta *Meta) error {
+	mb, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	if err != nil {
+		return fmt.Errorf("backup is truncated: %w", err)
 	}
-	if meta.Format == "" {
-		return meta, errors.New("backup has no valid meta.json")
+	if err := json.Unmarshal(mb, meta); err != nil || meta.Format != Format {
+		return errors.New("backup has no valid meta.json")
 	}
-	return meta, nil
+	if meta.Version != Version {
+		return fmt.Errorf("backup format version %d is not supported (this Gatehouse reads version %d)", meta.Version, Version)
+	}
+	return nil
 }
 
 func checkSums(got map[string]string, sums []byte) error {
@@ -237,73 +246,32 @@ type Archive struct {
 // format version, and unpacks it. Nothing is trusted before all checks
 // pass; the caller must Close the archive.
 func Open(r io.Reader) (*Archive, error) {
-	gz, err := gzip.NewReader(r)
-	if err != nil {
-		return nil, errors.New("not a Gatehouse backup (not gzip)")
-	}
 	dir, err := os.MkdirTemp("", "gatehouse-restore-*")
 	if err != nil {
 		return nil, err
 	}
 	a := &Archive{dir: dir}
-	ok := false
-	defer func() {
-		if !ok {
-			a.Close()
+	err = walk(r, func(name string, body io.Reader) error {
+		if name == "meta.json" {
+			return readMeta(body, &a.Meta)
 		}
-	}()
-	tr := tar.NewReader(gz)
-	got := map[string]string{}
-	var sums []byte
-	for i := 0; ; i++ {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
+		f, err := os.Create(dir + "/" + name)
 		if err != nil {
-			return nil, fmt.Errorf("backup is truncated or corrupt: %w", err)
+			return err
 		}
-		if i > 8 {
-			return nil, errors.New("backup has unexpected members")
-		}
-		switch h.Name {
-		case "SHA256SUMS":
-			if sums, err = io.ReadAll(io.LimitReader(tr, 1<<16)); err != nil {
-				return nil, fmt.Errorf("backup is truncated: %w", err)
-			}
-			continue
-		case "meta.json", "state.bin", "history.bin":
-		default:
-			return nil, fmt.Errorf("backup has an unexpected member %q", h.Name)
-		}
-		f, err := os.Create(dir + "/" + h.Name)
-		if err != nil {
-			return nil, err
-		}
-		sum := sha256.New()
-		_, err = io.Copy(io.MultiWriter(f, sum), tr)
+		_, err = io.Copy(f, body)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
-		if err != nil {
-			return nil, fmt.Errorf("backup is truncated: %s: %w", h.Name, err)
-		}
-		got[h.Name] = hex.EncodeToString(sum.Sum(nil))
+		return err
+	})
+	if err == nil && a.Meta.Format == "" {
+		err = errors.New("backup lacks meta.json")
 	}
-	if err := checkSums(got, sums); err != nil {
-		return nil, err
-	}
-	mb, err := os.ReadFile(dir + "/meta.json")
 	if err != nil {
+		a.Close()
 		return nil, err
 	}
-	if err := json.Unmarshal(mb, &a.Meta); err != nil || a.Meta.Format != Format {
-		return nil, errors.New("backup has no valid meta.json")
-	}
-	if a.Meta.Version != Version {
-		return nil, fmt.Errorf("backup format version %d is not supported (this Gatehouse reads version %d)", a.Meta.Version, Version)
-	}
-	ok = true
 	return a, nil
 }
 
