@@ -21,7 +21,11 @@ func (f *Field) render() map[string]any {
 	if f.Default != nil {
 		m["default"] = f.Default
 	}
-	if f.Required {
+	// A record that is not nullable is filled with its defaults when
+	// absent; Kong publishes such records as required, and decK fills
+	// nested defaults only for required records (else every diff shows
+	// the stored defaults as a change).
+	if f.Required || f.Type == Record && !f.Nullable {
 		m["required"] = true
 	}
 	if f.Auto {

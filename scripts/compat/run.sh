@@ -6,7 +6,8 @@
 #   aistub/): gateway ping, sync of kong.yaml (10 services, 30 routes, 20
 #   consumers with keys, global and scoped plugins, an upstream with
 #   targets), dump, diff of the file and of the dump (0 changes), a second
-#   sync (no changes), validate --online, reset.
+#   sync (no changes), validate (decK checks against the live schemas),
+#   reset.
 #   go-kong v0.77.0: its integration tests for the entities Gatehouse has,
 #   each against a fresh node (they share server state).
 #
@@ -115,7 +116,7 @@ run_deck() {
 	local deck="$cache/deck"
 	echo "decK v1.65.1 against $admin"
 	step "gateway ping" "$deck" gateway ping --kong-addr "$admin"
-	step "gateway validate --online" "$deck" gateway validate --online --kong-addr "$admin" "$here/kong.yaml"
+	step "gateway validate (online)" "$deck" gateway validate --kong-addr "$admin" "$here/kong.yaml"
 	step "gateway sync" "$deck" gateway sync --kong-addr "$admin" "$here/kong.yaml"
 	step "gateway dump" "$deck" gateway dump --kong-addr "$admin" --yes -o "$work/dump.yaml"
 	step "gateway diff of the file: 0 changes" no_changes "$deck" gateway diff --kong-addr "$admin" "$here/kong.yaml"
