@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
@@ -149,7 +150,11 @@ func render(e *fsm.Entity) map[string]any {
 	case *fsm.KeyAuth:
 		if v.ExpiresAt != 0 {
 			out := copyData()
-			out["ttl"] = max(v.ExpiresAt-time.Now().Unix(), 0)
+			// Whole seconds left, rounded down as Kong's databases do:
+			// a credential read right after it was created with ttl 10
+			// has 9 left.
+			left := float64(v.ExpiresAt) - float64(time.Now().UnixNano())/1e9
+			out["ttl"] = max(int64(math.Floor(left)), 0)
 			return out
 		}
 	case *fsm.Admin:

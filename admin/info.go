@@ -58,6 +58,7 @@ func (s *Server) routes() {
 			writeJSON(w, 200, map[string]any{"data": []any{}, "next": nil})
 		}).Methods("GET")
 	}
+	r.HandleFunc("/upstreams/{upstream}/health", s.upstreamHealth).Methods("GET")
 	// Kong disables the top-level target endpoints.
 	r.HandleFunc("/targets", notFoundHandler)
 	r.PathPrefix("/targets/").HandlerFunc(notFoundHandler)
@@ -289,4 +290,29 @@ func (s *Server) cacheDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(204)
+}
+
+// upstreamHealth serves GET /upstreams/{u}/health. Gatehouse runs no
+// health checks yet, so every target reads HEALTHCHECKS_OFF, which is
+// what Kong reports for an upstream without checks: the balancer uses
+// every target with a weight.
+func (s *Server) upstreamHealth(w http.ResponseWriter, r *http.Request) {
+	st := s.cfg.Store.State()
+	u := st.Find(fsm.Upstreams, mux.Vars(r)["upstream"])
+	if u == nil {
+		message(w, 404, "Not found")
+		return
+	}
+	data := []any{}
+	st.Children(fsm.Upstreams, u.ID, fsm.Targets, func(e *fsm.Entity) bool {
+		out := render(e)
+		copied := make(map[string]any, len(out)+1)
+		for k, v := range out {
+			copied[k] = v
+		}
+		copied["health"] = "HEALTHCHECKS_OFF"
+		data = append(data, copied)
+		return true
+	})
+	writeJSON(w, 200, map[string]any{"data": data, "total": len(data), "node_id": s.cfg.NodeID, "next": nil})
 }

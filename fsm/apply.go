@@ -471,7 +471,11 @@ func checkRoute(d map[string]any, errs schema.Errors) {
 			errs["destinations"] = "cannot set 'destinations' when 'protocols' is 'http' or 'https'"
 		}
 	}
-	if d["snis"] != nil && !isHTTPS {
+	tlsProto := false
+	for _, p := range protos {
+		tlsProto = tlsProto || p == "https" || p == "grpcs" || p == "tls" || p == "tls_passthrough" || p == "wss"
+	}
+	if d["snis"] != nil && !tlsProto {
 		errs["snis"] = "'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls' or 'tls_passthrough'"
 	}
 	if RouteValidator != nil {

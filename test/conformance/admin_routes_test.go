@@ -16,6 +16,18 @@ func TestAdminRoutes(t *testing.T) {
 	n := harness.Start(t, harness.Options{NodeID: "conf-routes"})
 	svc := create(t, n, "/services", map[string]any{"name": "routes-svc", "host": "routes.test"})
 
+	t.Run("X_snis_with_tls_stream_route", func(t *testing.T) {
+		// go-kong's TestRoutesRoute: snis are allowed when any protocol
+		// is a TLS one, stream protocols included.
+		r := harness.JSON(t, http.MethodPost, n.Admin("/routes"), map[string]any{"name": uniq("tls-stream"),
+			"protocols": []any{"tcp", "tls"}, "snis": []any{"a.example", "b.example"},
+			"destinations": []any{map[string]any{"ip": "10.0.0.0/8", "port": 80}}, "service": map[string]any{"id": svc["id"]}})
+		harness.ExpectStatus(t, r, http.StatusCreated)
+		r = harness.JSON(t, http.MethodPost, n.Admin("/routes"), map[string]any{"protocols": []any{"tcp"},
+			"snis": []any{"a.example"}, "destinations": []any{map[string]any{"port": 80}}, "service": map[string]any{"id": svc["id"]}})
+		harness.ExpectStatus(t, r, http.StatusBadRequest)
+	})
+
 	t.Run("X_route_defaults", func(t *testing.T) {
 		forEachEncoding(t, func(t *testing.T, enc harness.Encoding) {
 			p := "/" + uniq("defaults")

@@ -31,6 +31,21 @@ var defaultHealthchecks = map[string]any{
 func TestAdminUpstreams(t *testing.T) {
 	n := harness.Start(t, harness.Options{NodeID: "conf-upstreams"})
 
+	t.Run("X_upstream_health_without_checks", func(t *testing.T) {
+		name := uniq("health") + ".test"
+		u := create(t, n, "/upstreams", map[string]any{"name": name})
+		create(t, n, "/upstreams/"+name+"/targets", map[string]any{"target": "10.0.0.1:80"})
+		r := harness.Get(t, n.Admin("/upstreams/"+name+"/health"))
+		harness.ExpectStatus(t, r, http.StatusOK)
+		body := r.JSON(t)
+		data, _ := body["data"].([]any)
+		if len(data) != 1 || harness.Str(data[0], "target") != "10.0.0.1:80" || harness.Str(data[0], "health") != "HEALTHCHECKS_OFF" ||
+			harness.Str(data[0], "upstream.id") != u["id"] || body["next"] != nil {
+			t.Errorf("health of an upstream without checks: %s", r.Text())
+		}
+		harness.CheckStatus(t, harness.Get(t, n.Admin("/upstreams/nowhere.test/health")), http.StatusNotFound)
+	})
+
 	t.Run("X_upstream_defaults", func(t *testing.T) {
 		forEachEncoding(t, func(t *testing.T, enc harness.Encoding) {
 			name := uniq("defaults-"+string(enc)) + ".test"
