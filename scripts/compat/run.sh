@@ -64,7 +64,9 @@ start_node() {
 }
 
 try_node() {
-	local base=$((30000 + RANDOM % 20000))
+	# Below Linux's ephemeral range (32768-60999), where the tests' own
+	# client connections would collide.
+	local base=$((20000 + RANDOM % 12000))
 	local dir
 	dir=$(mktemp -d -p "$work")
 	admin=http://127.0.0.1:$((base + 1))
@@ -142,7 +144,8 @@ run_deck() {
 # consumers, plugins, upstreams, targets, key-auth credentials, tags,
 # schemas, the root endpoint).
 gokong_tests='^Test(Service|Route|Consumer|Plugin|Upstream|Target|KeyAuth|Tag|Schema|Root|Info|Status|Kong|Fill|Version)'
-gk_pass=0 gk_fail=0 gk_skip=0
+gk_pass=0 gk_fail=0 gk_skip=0 gk_known=0
+known=$(grep -v '^#' "$here/gokong-known-failures.txt" | awk 'NF {print $1}')
 run_gokong() {
 	fetch_gokong || {
 		echo "go-kong: fetch failed"
@@ -164,8 +167,16 @@ run_gokong() {
 		out=$(KONG_ADMIN_URL=$admin "$work/kong.test" -test.v -test.run "^${t}\$" 2>&1)
 		stop_node
 		if echo "$out" | grep -q -- "^--- FAIL: $t"; then
+			if echo "$known" | grep -qx "$t"; then
+				gk_known=$((gk_known + 1))
+				continue
+			fi
 			gk_fail=$((gk_fail + 1))
 			failed+=("$t")
+			echo "$out" | grep -v '^=== ' | tail -15 | sed 's/^/        /'
+		elif echo "$known" | grep -qx "$t" && echo "$out" | grep -q -- "^--- PASS: $t"; then
+			echo "  note  $t is listed as a known failure but did not fail; update gokong-known-failures.txt"
+			gk_pass=$((gk_pass + 1))
 		elif echo "$out" | grep -q -- "^--- SKIP: $t"; then
 			gk_skip=$((gk_skip + 1))
 		elif echo "$out" | grep -q -- "^--- PASS: $t"; then
@@ -176,7 +187,7 @@ run_gokong() {
 		fi
 	done
 	cd "$root" || return
-	echo "go-kong: $gk_pass passed, $gk_fail failed, $gk_skip skipped"
+	echo "go-kong: $gk_pass passed, $gk_fail failed, $gk_known known failures (gokong-known-failures.txt), $gk_skip skipped"
 	for t in "${failed[@]}"; do echo "  FAIL  $t"; done
 }
 
@@ -188,5 +199,5 @@ for p in $parts; do
 	esac
 done
 echo
-echo "compat: decK $deck_pass/$((deck_pass + deck_fail)) steps, go-kong $gk_pass passed / $gk_fail failed / $gk_skip skipped"
+echo "compat: decK $deck_pass/$((deck_pass + deck_fail)) steps, go-kong $gk_pass passed / $gk_fail failed / $gk_known known failures / $gk_skip skipped"
 [ $deck_fail -eq 0 ] && [ $gk_fail -eq 0 ]
