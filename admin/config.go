@@ -60,7 +60,7 @@ func (s *Server) configApply(w http.ResponseWriter, r *http.Request) {
 	kinds := []string{fsm.Services, fsm.Routes, fsm.Consumers, fsm.Upstreams, fsm.Targets, fsm.KeyAuths, fsm.Plugins}
 	for i := len(kinds) - 1; i >= 0; i-- { // children first
 		cur.Walk(kinds[i], "", func(e *fsm.Entity) bool {
-			if !want[e.Kind+"\x00"+e.ID] && hasTags(e, selectTags) {
+			if !want[e.Kind+"\x00"+e.ID] && hasTags(cur, e, selectTags) {
 				cmds = append(cmds, &fsm.Command{Op: log.OpDelete, Kind: e.Kind, Key: e.ID})
 			}
 			return true
@@ -193,16 +193,9 @@ func configBody(r *http.Request) ([]byte, error) {
 	return io.ReadAll(r.Body)
 }
 
-func hasTags(e *fsm.Entity, tags []string) bool {
+func hasTags(st *fsm.State, e *fsm.Entity, tags []string) bool {
 	for _, t := range tags {
-		found := false
-		have, _ := e.Data["tags"].([]any)
-		for _, h := range have {
-			if h == t {
-				found = true
-			}
-		}
-		if !found {
+		if !st.Tagged(t, e.Kind, e.ID) {
 			return false
 		}
 	}

@@ -2,6 +2,7 @@ package declarative
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -129,7 +130,7 @@ func Load(doc map[string]any) (items []Item, selectTags []string, problems []Pro
 	case nil:
 		bad("_format_version", "required field missing")
 	case string:
-		if !contains(FormatVersions, v) {
+		if !slices.Contains(FormatVersions, v) {
 			bad("_format_version", "expected one of: "+strings.Join(FormatVersions, ", "))
 		}
 	default:
@@ -153,10 +154,10 @@ func Load(doc map[string]any) (items []Item, selectTags []string, problems []Pro
 	for _, k := range keys {
 		switch {
 		case strings.HasPrefix(k, "_"):
-			if !contains([]string{"_format_version", "_transform", "_info", "_workspace", "_comment", "_konnect"}, k) {
+			if !slices.Contains([]string{"_format_version", "_transform", "_info", "_workspace", "_comment", "_konnect"}, k) {
 				bad(k, "unknown field")
 			}
-		case contains(unsupported, k):
+		case slices.Contains(unsupported, k):
 			if len(asList(doc[k])) > 0 {
 				bad(k, "Gatehouse does not support "+k+" yet")
 			}
@@ -360,15 +361,6 @@ func addTags(d map[string]any, tags []string) {
 func asList(v any) []any {
 	l, _ := v.([]any)
 	return l
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // singular is Kong's entity name in errors ("service", "keyauth_credential").
