@@ -127,7 +127,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request) bool {
 			if pr.Out.Header.Get(hdrRequestID) == "" {
 				pr.Out.Header.Set(hdrRequestID, NewUUID())
 			}
-			pr.Out.Header.Set(hdrDeadline, strconv.FormatInt(time.Now().Add(commitTimeout).UnixMilli(), 10))
+			pr.Out.Header.Set(hdrDeadline, strconv.FormatInt(time.Now().Add(commitBound(r.URL.Path)).UnixMilli(), 10))
 		},
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 			message(w, 503, "cluster leader unreachable; the write may not have been applied: "+err.Error())
@@ -137,23 +137,24 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request) bool {
 	for _, h := range []string{"Server", "Access-Control-Allow-Origin"} {
 		w.Header().Del(h)
 	}
-	rp.ServeHTTP(w, r)
+	// A leader that stopped (or is partitioned away) may still accept TCP
+	// connections into its backlog, so the wait for its answer is bounded
+	// too: a little above its own commit bound.
+	fctx, fcancel := context.WithTimeout(r.Context(), commitBound(r.URL.Path)+2*time.Second)
+	defer fcancel()
+	rp.ServeHTTP(w, r.WithContext(fctx))
 	return true
 }
 
 // forwardTransport keeps enough idle connections to the leader for many
 // concurrent forwarded writes (the default keeps two per host, so a burst
 // would open and close a connection per write).
-// A leader that stopped (or is partitioned away) may still accept TCP
-// connections into its backlog, so the wait for its answer is bounded too:
-// a little above its own commit bound.
 var forwardTransport = &http.Transport{
-	Proxy:                 nil,
-	DialContext:           (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
-	ResponseHeaderTimeout: commitTimeout + 2*time.Second,
-	MaxIdleConns:          256,
-	MaxIdleConnsPerHost:   128,
-	IdleConnTimeout:       90 * time.Second,
+	Proxy:               nil,
+	DialContext:         (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
+	MaxIdleConns:        256,
+	MaxIdleConnsPerHost: 128,
+	IdleConnTimeout:     90 * time.Second,
 }
 
 func (s *Server) leaderWait() time.Duration {

@@ -492,7 +492,7 @@ func (s *Server) appendRequestEvent(w http.ResponseWriter, r *http.Request, ev *
 		message(w, 500, "An unexpected error occurred")
 		return nil, false
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), commitTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), commitBound(r.URL.Path))
 	defer cancel()
 	res, err := s.cfg.Appender.Apply(ctx, data)
 	if err != nil {
@@ -509,6 +509,20 @@ func (s *Server) appendRequestEvent(w http.ResponseWriter, r *http.Request, ev *
 
 // commitTimeout bounds how long a write waits for its event to commit.
 const commitTimeout = 8 * time.Second
+
+// bulkCommitTimeout is commitTimeout for the writes that replace much of
+// the configuration at once (a declarative document, a point-in-time
+// restore): applying 50,000 entities on every node takes seconds, and a
+// 503 for a change that then applies anyway is the worst answer.
+const bulkCommitTimeout = 60 * time.Second
+
+func commitBound(path string) time.Duration {
+	switch path {
+	case "/config", "/audit/restore", "/cluster/restore":
+		return bulkCommitTimeout
+	}
+	return commitTimeout
+}
 
 // commit validates cmd against st, appends it as one event and writes the
 // response.

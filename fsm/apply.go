@@ -80,7 +80,6 @@ type txn struct {
 	entities *iradix.Txn
 	unique   *iradix.Txn
 	children *iradix.Txn
-	tags     *iradix.Txn
 	names    map[string]int
 	consumer int // consumer-scoped plugins
 	hash     [32]byte
@@ -89,12 +88,12 @@ type txn struct {
 
 func (f *Fold) begin(s *State) *txn {
 	return &txn{base: s, entities: s.entities.Txn(), unique: s.unique.Txn(), children: s.children.Txn(),
-		tags: s.tags.Txn(), names: s.pluginNames, consumer: s.consumerPlugins, hash: s.hash}
+		names: s.pluginNames, consumer: s.consumerPlugins, hash: s.hash}
 }
 
 func (t *txn) commit(index uint64) *State {
 	return &State{Index: index, entities: t.entities.Commit(), unique: t.unique.Commit(),
-		children: t.children.Commit(), tags: t.tags.Commit(), pluginNames: t.names,
+		children: t.children.Commit(), pluginNames: t.names,
 		consumerPlugins: t.consumer, meta: t.base.meta, hash: t.hash}
 }
 
@@ -102,7 +101,7 @@ func (t *txn) commit(index uint64) *State {
 // lookups in the middle of a batch.
 func (t *txn) view() *State {
 	return &State{entities: t.entities.CommitOnly(), unique: t.unique.CommitOnly(),
-		children: t.children.CommitOnly(), tags: t.tags.CommitOnly(), pluginNames: t.names,
+		children: t.children.CommitOnly(), pluginNames: t.names,
 		consumerPlugins: t.consumer, meta: t.base.meta, hash: t.hash}
 }
 
@@ -567,25 +566,39 @@ func resolveRefs(s *State, kind string, d map[string]any) *Error {
 	return nil
 }
 
-// uniqueKeys lists the unique-index entries an entity owns, with the Kong
-// fields object reported when one collides.
-func uniqueKeys(kind string, d map[string]any) (keys []string, fields []map[string]any) {
+// uniqueKeys lists the unique-index entries an entity owns.
+func uniqueKeys(kind string, d map[string]any) []string {
+	keys, _ := uniqueEntries(kind, d, false)
+	return keys
+}
+
+// uniqueEntries is uniqueKeys with, when fields is set, the Kong fields
+// object reported when each one collides. Index maintenance asks for the
+// keys only: building the objects was most of a large restore's
+// unique-index pass.
+func uniqueEntries(kind string, d map[string]any, fields bool) (keys []string, objs []map[string]any) {
 	for _, fld := range uniqueFields[kind] {
 		if v := str(d, fld); v != "" {
 			keys = append(keys, string(k(kind, fld, v)))
-			fields = append(fields, map[string]any{fld: v})
+			if fields {
+				objs = append(objs, map[string]any{fld: v})
+			}
 		}
 	}
 	switch kind {
 	case Plugins:
 		keys = append(keys, string(k(kind, "cache_key", pluginKey(str(d, "name"), ref(d, "route"), ref(d, "service"), ref(d, "consumer")))))
-		fields = append(fields, map[string]any{"name": d["name"], "route": nullRef(d, "route"),
-			"service": nullRef(d, "service"), "consumer": nullRef(d, "consumer")})
+		if fields {
+			objs = append(objs, map[string]any{"name": d["name"], "route": nullRef(d, "route"),
+				"service": nullRef(d, "service"), "consumer": nullRef(d, "consumer")})
+		}
 	case Targets:
 		keys = append(keys, string(k(kind, "target", ref(d, "upstream")+"|"+str(d, "target"))))
-		fields = append(fields, map[string]any{"target": d["target"], "upstream": nullRef(d, "upstream")})
+		if fields {
+			objs = append(objs, map[string]any{"target": d["target"], "upstream": nullRef(d, "upstream")})
+		}
 	}
-	return keys, fields
+	return keys, objs
 }
 
 func nullRef(d map[string]any, f string) any {
@@ -596,7 +609,7 @@ func nullRef(d map[string]any, f string) any {
 }
 
 func (t *txn) checkUnique(s *State, now int64, kind string, d map[string]any, old *Entity) *Error {
-	keys, fields := uniqueKeys(kind, d)
+	keys, fields := uniqueEntries(kind, d, true)
 	for i, key := range keys {
 		id, ok := s.unique.Get([]byte(key))
 		if ok && kind == KeyAuths {
@@ -633,7 +646,6 @@ func (t *txn) swap(old, e *Entity) {
 	t.swapEntity(old, e)
 	t.swapUnique(old, e)
 	t.swapChildren(old, e)
-	t.swapTags(old, e)
 	t.swapCounts(old, e)
 }
 
@@ -651,10 +663,10 @@ func (t *txn) swapEntity(old, e *Entity) {
 func (t *txn) swapUnique(old, e *Entity) {
 	var oldKeys, newKeys []string
 	if old != nil {
-		oldKeys, _ = uniqueKeys(old.Kind, old.Data)
+		oldKeys = uniqueKeys(old.Kind, old.Data)
 	}
 	if e != nil {
-		newKeys, _ = uniqueKeys(e.Kind, e.Data)
+		newKeys = uniqueKeys(e.Kind, e.Data)
 	}
 	for _, key := range oldKeys {
 		if !slices.Contains(newKeys, key) {
@@ -691,26 +703,6 @@ func (t *txn) swapChildren(old, e *Entity) {
 		}
 		if is != "" {
 			t.children.Insert(k(fr.kind, is, x.Kind, x.ID), struct{}{})
-		}
-	}
-}
-
-func (t *txn) swapTags(old, e *Entity) {
-	var oldTags, newTags []string
-	if old != nil {
-		oldTags = strs(old.Data, "tags")
-	}
-	if e != nil {
-		newTags = strs(e.Data, "tags")
-	}
-	for _, tag := range oldTags {
-		if !slices.Contains(newTags, tag) {
-			t.tags.Delete(k(tag, old.Kind, old.ID))
-		}
-	}
-	for _, tag := range newTags {
-		if !slices.Contains(oldTags, tag) {
-			t.tags.Insert(k(tag, e.Kind, e.ID), struct{}{})
 		}
 	}
 }

@@ -1,14 +1,16 @@
 package fsm
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"net"
 	"regexp"
+	"slices"
 	"strings"
 
 	iradix "github.com/hashicorp/go-immutable-radix"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Entity is one stored entity. Data is its canonical Kong JSON shape with
@@ -39,7 +41,6 @@ type State struct {
 	entities *iradix.Tree // kind \0 id → *Entity
 	unique   *iradix.Tree // kind \0 field \0 value → id
 	children *iradix.Tree // parentKind \0 parentID \0 childKind \0 childID → struct{}
-	tags     *iradix.Tree // tag \0 kind \0 id → struct{}
 
 	// pluginNames counts configured plugins per name, so the proxy only
 	// looks up names that are in use.
@@ -109,9 +110,38 @@ func (s *State) Members() map[string]Member { return s.members }
 // they hold the same entities.
 func (s *State) Hash() string { return hex.EncodeToString(s.hash[:]) }
 
+// entityHash is the content hash: SHA-256 of the kind and the canonical
+// encoding of the data, which the entity keeps as enc for its version
+// (one encoding serves both; hashing JSON and then encoding msgpack for
+// the version was a fifth of a history replay).
 func entityHash(e *Entity) [32]byte {
-	b, _ := json.Marshal(e.Data) // sorted keys: deterministic
-	return sha256.Sum256(append([]byte(e.Kind+"\x00"), b...))
+	if e.enc == nil {
+		e.enc = canonical(e.Data)
+	}
+	h := sha256.New()
+	h.Write([]byte(e.Kind))
+	h.Write([]byte{0})
+	h.Write(e.enc)
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// canonical is the msgpack encoding of d with every map's keys sorted:
+// the same data gives the same bytes on every node.
+func canonical(d map[string]any) []byte {
+	var buf bytes.Buffer
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	enc.Reset(&buf)
+	enc.SetSortMapKeys(true)
+	if err := enc.Encode(d); err != nil {
+		// Data holds only what JSON decoding and the fold produce, all
+		// encodable; a failure is a bug, and an empty encoding still
+		// hashes deterministically.
+		return nil
+	}
+	return buf.Bytes()
 }
 
 func xorInto(dst *[32]byte, h [32]byte) {
@@ -123,7 +153,7 @@ func xorInto(dst *[32]byte, h [32]byte) {
 // Empty returns the state before any event.
 func Empty() *State {
 	return &State{
-		entities: iradix.New(), unique: iradix.New(), children: iradix.New(), tags: iradix.New(),
+		entities: iradix.New(), unique: iradix.New(), children: iradix.New(),
 		pluginNames: map[string]int{}, meta: meta{members: map[string]Member{}},
 	}
 }
@@ -203,10 +233,12 @@ func (s *State) HasChildren(parentKind, parentID, childKind string) bool {
 	return found
 }
 
-// Tagged reports whether the entity carries tag.
+// Tagged reports whether the entity carries tag. It reads the entity's
+// own tags: an index of them would be kept up on every write for nothing
+// (an entity carries a handful).
 func (s *State) Tagged(tag, kind, id string) bool {
-	_, ok := s.tags.Get(k(tag, kind, id))
-	return ok
+	e := s.Get(kind, id)
+	return e != nil && slices.Contains(strs(e.Data, "tags"), tag)
 }
 
 // PluginNames lists the plugin names configured anywhere.

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/pgzip"
 )
 
 // Format and Version identify the archive layout.
@@ -92,8 +93,10 @@ func Write(w io.Writer, meta Meta, src Source) error {
 	mb, _ := json.MarshalIndent(meta, "", "  ")
 
 	// BestSpeed: a history compresses well even so, and backups of a
-	// million events must take seconds, not minutes.
-	gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	// million events must take seconds, not minutes. pgzip compresses
+	// 1 MB blocks on every core into one ordinary gzip stream: single
+	// threaded, compression was three quarters of a backup's time.
+	gz, _ := pgzip.NewWriterLevel(w, pgzip.BestSpeed)
 	tw := tar.NewWriter(gz)
 	var sums strings.Builder
 	add := func(name string, size int64, write func(io.Writer) error) error {

@@ -34,7 +34,20 @@ func inProcess(seed, dir string, last uint64, profDir string) error {
 		fmt.Printf("%-28s %10s  heap %5d MB\n", name, time.Since(t0).Round(time.Millisecond), ms.HeapInuse>>20)
 		return err
 	}
-	h, err := log.OpenHistory(filepath.Join(dir, "inproc-history.db"))
+	hpath := filepath.Join(dir, "inproc-history.db")
+	// The history with its versions rebuilt (the warm-up, minutes at a
+	// million events) is kept next to the cached archive: restoring the
+	// same archive over it keeps its versions.
+	warmed := ""
+	if cacheDir != "" {
+		warmed = filepath.Join(cacheDir, "warm-history.db")
+		if b, err := os.ReadFile(warmed); err == nil {
+			if err := os.WriteFile(hpath, b, 0o600); err != nil {
+				return err
+			}
+		}
+	}
+	h, err := log.OpenHistory(hpath)
 	if err != nil {
 		return err
 	}
@@ -62,6 +75,20 @@ func inProcess(seed, dir string, last uint64, profDir string) error {
 	}
 	if err := step("warm-up", m.WarmTimeTravel); err != nil { // the rebuild of the versions
 		return err
+	}
+	if warmed != "" {
+		if _, err := os.Stat(warmed); err != nil {
+			if err := h.Sync(); err != nil {
+				return err
+			}
+			b, err := os.ReadFile(hpath)
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(warmed, b, 0o600); err != nil {
+				return err
+			}
+		}
 	}
 	for _, frac := range []float64{0.5, 0.1, 0.9} {
 		at := uint64(float64(last) * frac)

@@ -184,6 +184,7 @@ func run(bin string, entities, events, base int) error {
 	}
 	fmt.Printf("| restore to index %d (%d entities put back), applied on all three nodes | %s | 10 s |\n", mid, res.Entities,
 		time.Since(t0).Round(time.Millisecond))
+	restoreLines(dir)
 	if hold > 0 {
 		fmt.Printf("\nholding the cluster for %s: admin %s, %s, %s; status (pprof) on the admin port + 99\n", hold, admin(0), admin(1), admin(2))
 		time.Sleep(hold)
@@ -383,6 +384,21 @@ func postJSON(u string, body, out any) error {
 		return fmt.Errorf("POST %s: %s %s", u, resp.Status, rb)
 	}
 	return json.Unmarshal(rb, out)
+}
+
+// restoreLines prints what each node logged of the restore: where its
+// time went.
+func restoreLines(dir string) {
+	time.Sleep(time.Second) // the nodes log after they publish
+	fmt.Println()
+	for i := 1; i <= 3; i++ {
+		l, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("node%d.log", i)))
+		for _, line := range strings.Split(string(l), "\n") {
+			if strings.Contains(line, "restore ") || strings.Contains(line, "slow apply") {
+				fmt.Printf("node%d: %s\n", i, line)
+			}
+		}
+	}
 }
 
 func logs(dir string, err error) error {
