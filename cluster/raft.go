@@ -150,7 +150,16 @@ func Open(cfg Config, m *fsm.Machine) (*Node, error) {
 		trans.Close()
 		return nil, fmt.Errorf("inspect raft state: %w", err)
 	}
-	r, err := raft.NewRaft(rc, &adapter{m: m}, store, store, snaps, trans)
+	// The recent entries are kept decoded in memory, as Consul does: the
+	// leader reads the entry before each batch it sends a follower, and
+	// when that entry is a multi-megabyte restore, reading it from bolt
+	// for every send kept two cores busy copying and collecting it.
+	logs, err := raft.NewLogCache(512, store)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("raft log cache: %w", err)
+	}
+	r, err := raft.NewRaft(rc, &adapter{m: m}, logs, store, snaps, trans)
 	if err != nil {
 		store.Close()
 		trans.Close()

@@ -244,3 +244,22 @@ func TestConsumerScopedPluginCount(t *testing.T) {
 		t.Fatal("cascade did not remove the consumer's plugin from the count")
 	}
 }
+
+// The content hash must not depend on how a value was typed in memory: a
+// folded entity (defaults may be ints, lists []string) and the same entity
+// decoded from a snapshot (float64s, []any) are one entity.
+func TestEntityHashIgnoresInMemoryTypes(t *testing.T) {
+	folded := &Entity{Kind: Plugins, Data: map[string]any{"id": "p", "config": map[string]any{
+		"minute": 5, "limit": int64(-3), "big": uint32(1 << 31), "ratio": 0.5, "names": []string{"a", "b"},
+		"headers": map[string]string{"x": "y"}}, "created_at": 1764577304.0}}
+	decoded := &Entity{Kind: Plugins, Data: map[string]any{"id": "p", "config": map[string]any{
+		"minute": 5.0, "limit": -3.0, "big": float64(1 << 31), "ratio": 0.5, "names": []any{"a", "b"},
+		"headers": map[string]any{"x": "y"}}, "created_at": int64(1764577304)}}
+	if a, b := entityHash(folded), entityHash(decoded); a != b {
+		t.Errorf("hash of the folded entity %x differs from the decoded one %x", a[:6], b[:6])
+	}
+	other := &Entity{Kind: Plugins, Data: map[string]any{"id": "p", "config": map[string]any{"minute": 6.0}}}
+	if entityHash(other) == entityHash(decoded) {
+		t.Error("different data, same hash")
+	}
+}

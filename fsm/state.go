@@ -127,14 +127,18 @@ func entityHash(e *Entity) [32]byte {
 	return sum
 }
 
-// canonical is the msgpack encoding of d with every map's keys sorted:
-// the same data gives the same bytes on every node.
+// canonical is the msgpack encoding of d with every map's keys sorted and
+// every number in its shortest form: the same data gives the same bytes on
+// every node, whether it was just folded (where a default may be an int)
+// or decoded from a snapshot (where every number is a float64).
 func canonical(d map[string]any) []byte {
 	var buf bytes.Buffer
 	enc := msgpack.GetEncoder()
 	defer msgpack.PutEncoder(enc)
 	enc.Reset(&buf)
 	enc.SetSortMapKeys(true)
+	enc.UseCompactInts(true)
+	enc.UseCompactFloats(true)
 	if err := enc.Encode(d); err != nil {
 		// Data holds only what JSON decoding and the fold produce, all
 		// encodable; a failure is a bug, and an empty encoding still

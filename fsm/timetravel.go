@@ -150,7 +150,14 @@ func (m *Machine) StateAt(upto uint64) (*State, error) {
 	if upto < from {
 		return nil, fmt.Errorf("time travel before index %d is unavailable: rebuilding it failed (see the log)", from)
 	}
-	var backs []back
+	// The scan and the decoding overlap: full chunks of backs go to
+	// decoders while the scan reads on (each is about half the work).
+	const chunkSize = 1024
+	var chunks [][]back
+	chunk := make([]back, 0, chunkSize)
+	todo := make(chan []back, 64)
+	decoded := make(chan error, 1)
+	go func() { decoded <- m.decodeChunks(todo) }()
 	meta, metaChanged := cur.meta, false
 	err = m.history.VersionsAt(upto, func(kind, id string, value []byte) error {
 		if kind == metaKind {
@@ -178,14 +185,30 @@ func (m *Machine) StateAt(upto uint64) (*State, error) {
 			// The value is valid only inside the scan.
 			b.Hash, b.Data = append([]byte(nil), value[:32]...), append([]byte(nil), value[32:]...)
 		}
-		backs = append(backs, b)
+		chunk = append(chunk, b)
+		if len(chunk) == chunkSize {
+			chunks = append(chunks, chunk)
+			todo <- chunk
+			chunk = make([]back, 0, chunkSize)
+		}
 		return nil
 	})
+	chunks = append(chunks, chunk)
+	todo <- chunk
+	close(todo)
+	if derr := <-decoded; err == nil {
+		err = derr
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read versions: %w", err)
 	}
-	if err := m.decodeBacks(backs); err != nil {
-		return nil, err
+	n := 0
+	for _, c := range chunks {
+		n += len(c)
+	}
+	backs := make([]back, 0, n)
+	for _, c := range chunks {
+		backs = append(backs, c...)
 	}
 	t := m.fold.begin(cur)
 	revert(t, cur, backs)
@@ -213,36 +236,53 @@ type back struct {
 // decodeBacks decodes every back's entity, in parallel: decoding is most
 // of the work and each entity is independent.
 func (m *Machine) decodeBacks(backs []back) error {
-	workers := min(runtime.GOMAXPROCS(0), 1+len(backs)/1024)
+	todo := make(chan []back, 1+len(backs)/1024)
+	for lo := 0; lo < len(backs); lo += 1024 {
+		todo <- backs[lo:min(lo+1024, len(backs))]
+	}
+	close(todo)
+	return m.decodeChunks(todo)
+}
+
+// decodeChunks decodes the backs of every chunk received, on every core,
+// until todo is closed. After an error it drains todo without decoding.
+func (m *Machine) decodeChunks(todo <-chan []back) error {
+	workers := runtime.GOMAXPROCS(0)
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := w; i < len(backs); i += workers {
-				b := &backs[i]
-				if b.Data == nil {
-					continue
+			for chunk := range todo {
+				for i := range chunk {
+					if errs[w] == nil {
+						errs[w] = m.decodeBack(&chunk[i])
+					}
 				}
-				var d map[string]any
-				if err := msgpack.Unmarshal(b.Data, &d); err != nil {
-					errs[w] = fmt.Errorf("decode version of %s %s: %w", b.Kind, b.ID, err)
-					return
-				}
-				if len(b.Hash) != 32 || Schemas[b.Kind] == nil || str(d, "id") != b.ID {
-					errs[w] = fmt.Errorf("version of %s %s is corrupt", b.Kind, b.ID)
-					return
-				}
-				log.JSONShape(d)
-				b.e = &Entity{Kind: b.Kind, ID: b.ID, Data: d, enc: b.Data}
-				copy(b.e.hash[:], b.Hash)
-				b.e.View = buildView(b.Kind, d, m.compile(b.Kind, d))
 			}
 		}()
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+func (m *Machine) decodeBack(b *back) error {
+	if b.Data == nil {
+		return nil
+	}
+	var d map[string]any
+	if err := msgpack.Unmarshal(b.Data, &d); err != nil {
+		return fmt.Errorf("decode version of %s %s: %w", b.Kind, b.ID, err)
+	}
+	if len(b.Hash) != 32 || Schemas[b.Kind] == nil || str(d, "id") != b.ID {
+		return fmt.Errorf("version of %s %s is corrupt", b.Kind, b.ID)
+	}
+	log.JSONShape(d)
+	b.e = &Entity{Kind: b.Kind, ID: b.ID, Data: d, enc: b.Data}
+	copy(b.e.hash[:], b.Hash)
+	b.e.View = buildView(b.Kind, d, m.compile(b.Kind, d))
+	return nil
 }
 
 // revert puts each back into t, which starts from cur, and returns the

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"sync"
 
+	fastjson "github.com/segmentio/encoding/json"
+
 	"github.com/gatehouse-gw/gatehouse/fsm"
 )
 
@@ -26,66 +28,85 @@ const FormatVersion = "3.0"
 func Dump(s *fsm.State) map[string]any {
 	doc := map[string]any{"_format_version": FormatVersion}
 
+	// The sections are independent walks of an immutable state: each
+	// runs on its own goroutine (at 100,000 entities the walk is a
+	// quarter of a dump's time).
 	var services, routes, consumers, upstreams, plugins []any
-	s.Walk(fsm.Services, "", func(svc *fsm.Entity) bool {
-		out := clean(svc.Data)
-		var rs, ps []any
-		s.Children(fsm.Services, svc.ID, fsm.Routes, func(r *fsm.Entity) bool {
-			rs = append(rs, route(s, r, "service"))
+	var wg sync.WaitGroup
+	section := func(walk func()) {
+		wg.Add(1)
+		go func() { defer wg.Done(); walk() }()
+	}
+	section(func() {
+		s.Walk(fsm.Services, "", func(svc *fsm.Entity) bool {
+			out := clean(svc.Data)
+			var rs, ps []any
+			s.Children(fsm.Services, svc.ID, fsm.Routes, func(r *fsm.Entity) bool {
+				rs = append(rs, route(s, r, "service"))
+				return true
+			})
+			s.Children(fsm.Services, svc.ID, fsm.Plugins, func(p *fsm.Entity) bool {
+				if owner(p) == "service" {
+					ps = append(ps, clean(p.Data, "service"))
+				}
+				return true
+			})
+			put(out, "routes", rs)
+			put(out, "plugins", ps)
+			services = append(services, out)
 			return true
 		})
-		s.Children(fsm.Services, svc.ID, fsm.Plugins, func(p *fsm.Entity) bool {
-			if owner(p) == "service" {
-				ps = append(ps, clean(p.Data, "service"))
+	})
+	section(func() {
+		s.Walk(fsm.Routes, "", func(r *fsm.Entity) bool {
+			if r.Data["service"] == nil {
+				routes = append(routes, route(s, r))
 			}
 			return true
 		})
-		put(out, "routes", rs)
-		put(out, "plugins", ps)
-		services = append(services, out)
-		return true
 	})
-	s.Walk(fsm.Routes, "", func(r *fsm.Entity) bool {
-		if r.Data["service"] == nil {
-			routes = append(routes, route(s, r))
-		}
-		return true
-	})
-	s.Walk(fsm.Consumers, "", func(c *fsm.Entity) bool {
-		out := clean(c.Data)
-		var ks, ps []any
-		s.Children(fsm.Consumers, c.ID, fsm.KeyAuths, func(k *fsm.Entity) bool {
-			ks = append(ks, clean(k.Data, "consumer"))
+	section(func() {
+		s.Walk(fsm.Consumers, "", func(c *fsm.Entity) bool {
+			out := clean(c.Data)
+			var ks, ps []any
+			s.Children(fsm.Consumers, c.ID, fsm.KeyAuths, func(k *fsm.Entity) bool {
+				ks = append(ks, clean(k.Data, "consumer"))
+				return true
+			})
+			s.Children(fsm.Consumers, c.ID, fsm.Plugins, func(p *fsm.Entity) bool {
+				if owner(p) == "consumer" {
+					ps = append(ps, clean(p.Data, "consumer"))
+				}
+				return true
+			})
+			put(out, "keyauth_credentials", ks)
+			put(out, "plugins", ps)
+			consumers = append(consumers, out)
 			return true
 		})
-		s.Children(fsm.Consumers, c.ID, fsm.Plugins, func(p *fsm.Entity) bool {
-			if owner(p) == "consumer" {
-				ps = append(ps, clean(p.Data, "consumer"))
+	})
+	section(func() {
+		s.Walk(fsm.Upstreams, "", func(u *fsm.Entity) bool {
+			out := clean(u.Data)
+			var ts []any
+			s.Children(fsm.Upstreams, u.ID, fsm.Targets, func(t *fsm.Entity) bool {
+				ts = append(ts, clean(t.Data, "upstream"))
+				return true
+			})
+			put(out, "targets", ts)
+			upstreams = append(upstreams, out)
+			return true
+		})
+	})
+	section(func() {
+		s.Walk(fsm.Plugins, "", func(p *fsm.Entity) bool {
+			if owner(p) == "" {
+				plugins = append(plugins, clean(p.Data))
 			}
 			return true
 		})
-		put(out, "keyauth_credentials", ks)
-		put(out, "plugins", ps)
-		consumers = append(consumers, out)
-		return true
 	})
-	s.Walk(fsm.Upstreams, "", func(u *fsm.Entity) bool {
-		out := clean(u.Data)
-		var ts []any
-		s.Children(fsm.Upstreams, u.ID, fsm.Targets, func(t *fsm.Entity) bool {
-			ts = append(ts, clean(t.Data, "upstream"))
-			return true
-		})
-		put(out, "targets", ts)
-		upstreams = append(upstreams, out)
-		return true
-	})
-	s.Walk(fsm.Plugins, "", func(p *fsm.Entity) bool {
-		if owner(p) == "" {
-			plugins = append(plugins, clean(p.Data))
-		}
-		return true
-	})
+	wg.Wait()
 	put(doc, "services", services)
 	put(doc, "routes", routes)
 	put(doc, "consumers", consumers)
@@ -147,7 +168,11 @@ func put(m map[string]any, k string, list []any) {
 // Marshal encodes a document as encoding/json does (the same bytes: keys
 // sorted, HTML escaped), encoding the elements of its long lists in
 // parallel: a configuration of 100,000 entities is about 20 MB of JSON,
-// and one core takes most of a second for it.
+// and one core takes most of a second for it. The elements go through
+// segmentio/encoding/json, a drop-in encoding/json that is about two and
+// a half times faster on entity maps (goccy/go-json and json-iterator
+// write 1e-07 where encoding/json writes 1e-7; the test holds this one to
+// encoding/json's bytes).
 func Marshal(doc map[string]any) ([]byte, error) {
 	keys := make([]string, 0, len(doc))
 	for k := range doc {
@@ -186,7 +211,7 @@ func Marshal(doc map[string]any) ([]byte, error) {
 					if j > lo {
 						b.WriteByte(',')
 					}
-					vb, err := json.Marshal(list[j])
+					vb, err := fastjson.Marshal(list[j])
 					if err != nil {
 						errs[w] = err
 						return
