@@ -113,6 +113,7 @@ func (p perm) String() string { return p.entity + ":" + p.op }
 var collections = map[string]string{
 	"services": "services", "routes": "routes", "consumers": "consumers", "plugins": "plugins",
 	"upstreams": "upstreams", "targets": "targets", "key-auth": "credentials", "key-auths": "credentials",
+	"basic-auth": "credentials", "basic-auths": "credentials",
 	"rbac": "rbac", "cluster": "cluster", "proxy-cache": "proxy-cache", "audit": "audit",
 	"rate-limits": "plugins",
 }

@@ -35,6 +35,7 @@ func (s *Server) entityRoutes() {
 	top := []struct{ kind, path string }{
 		{fsm.Services, "/services"}, {fsm.Routes, "/routes"}, {fsm.Consumers, "/consumers"},
 		{fsm.Plugins, "/plugins"}, {fsm.Upstreams, "/upstreams"}, {fsm.KeyAuths, "/key-auths"},
+		{fsm.BasicAuths, "/basic-auths"},
 	}
 	nested := []struct {
 		parentPath, parentKind, field, kind, sub string
@@ -44,6 +45,7 @@ func (s *Server) entityRoutes() {
 		{"/routes", fsm.Routes, "route", fsm.Plugins, "plugins"},
 		{"/consumers", fsm.Consumers, "consumer", fsm.Plugins, "plugins"},
 		{"/consumers", fsm.Consumers, "consumer", fsm.KeyAuths, "key-auth"},
+		{"/consumers", fsm.Consumers, "consumer", fsm.BasicAuths, "basic-auth"},
 		{"/upstreams", fsm.Upstreams, "upstream", fsm.Targets, "targets"},
 	}
 	r := s.router
@@ -66,6 +68,7 @@ func (s *Server) entityRoutes() {
 	// /plugins/{p}/{route,service,consumer}.
 	s.foreignEndpoint("/routes/{id}/service", fsm.Routes, "service", fsm.Services)
 	s.foreignEndpoint("/key-auths/{id}/consumer", fsm.KeyAuths, "consumer", fsm.Consumers)
+	s.foreignEndpoint("/basic-auths/{id}/consumer", fsm.BasicAuths, "consumer", fsm.Consumers)
 	for _, f := range []struct{ field, kind string }{{"route", fsm.Routes}, {"service", fsm.Services}, {"consumer", fsm.Consumers}} {
 		s.foreignEndpoint("/plugins/{id}/"+f.field, fsm.Plugins, f.field, f.kind)
 	}

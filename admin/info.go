@@ -83,6 +83,8 @@ func entityName(n string) string {
 	switch n {
 	case "key-auths", "key-auth", "keyauth_credentials":
 		return fsm.KeyAuths
+	case "basic-auths", "basic-auth", "basicauth_credentials":
+		return fsm.BasicAuths
 	}
 	return n
 }

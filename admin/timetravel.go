@@ -23,9 +23,11 @@ func (s *Server) configDump(w http.ResponseWriter, r *http.Request) {
 		consumers, _ := doc["consumers"].([]any)
 		for _, c := range consumers {
 			cm := c.(map[string]any)
-			creds, _ := cm["keyauth_credentials"].([]any)
-			for i, k := range creds {
-				creds[i] = fsm.Redact(fsm.KeyAuths, k.(map[string]any), salt)
+			for field, kind := range map[string]string{"keyauth_credentials": fsm.KeyAuths, "basicauth_credentials": fsm.BasicAuths} {
+				creds, _ := cm[field].([]any)
+				for i, k := range creds {
+					creds[i] = fsm.Redact(kind, k.(map[string]any), salt)
+				}
 			}
 		}
 	}

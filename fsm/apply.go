@@ -245,6 +245,13 @@ func (f *Fold) put(t *txn, s *State, now int64, cmd *Command, parent, old *Entit
 	if err := resolveRefs(s, kind, out); err != nil {
 		return err
 	}
+	if pw, ok := cmd.Body["password"].(string); ok && kind == BasicAuths &&
+		(old == nil || pw != str(old.Data, "password") || ref(old.Data, "consumer") != ref(out, "consumer")) {
+		// Hashed once, when the command carries a password: an update
+		// that leaves it out keeps the stored hash, and so does one that
+		// sends the stored hash back (a dump applied again).
+		out["password"] = HashPassword(pw, ref(out, "consumer"))
+	}
 	if err := t.checkUnique(s, now, kind, out, old); err != nil {
 		return err
 	}

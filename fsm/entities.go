@@ -16,6 +16,7 @@ const (
 	Upstreams    = "upstreams"
 	Targets      = "targets"
 	KeyAuths     = "keyauth_credentials"
+	BasicAuths   = "basicauth_credentials"
 	Admins       = "admins"
 	Teams        = "teams"
 	RBACRoles    = "rbac_roles"
@@ -24,7 +25,7 @@ const (
 
 // Kinds lists every entity kind in dependency order: a kind only references
 // kinds before it. Snapshots and declarative exports use this order.
-var Kinds = []string{Services, Routes, Consumers, Upstreams, Targets, KeyAuths, Plugins, RBACRoles, Teams, Admins}
+var Kinds = []string{Services, Routes, Consumers, Upstreams, Targets, KeyAuths, BasicAuths, Plugins, RBACRoles, Teams, Admins}
 
 var (
 	nameRe   = regexp.MustCompile(`^[\w.\-~\x{80}-\x{10FFFF}]+$`)
@@ -335,6 +336,17 @@ var keyAuthSchema = &schema.Schema{Name: KeyAuths, Fields: []*schema.Field{
 	tagsField(),
 }}
 
+// basicAuthSchema is Kong's basic-auth credential. The password is stored
+// as Kong stores it, sha1_hex(password .. consumer_id) (see HashPassword),
+// so credentials move between Kong and Gatehouse unchanged.
+var basicAuthSchema = &schema.Schema{Name: BasicAuths, Fields: []*schema.Field{
+	idField(), tsField("created_at"),
+	foreign("consumer", Consumers, true),
+	{Name: "username", Type: schema.String, Required: true, Unique: true, MinLen: 1},
+	{Name: "password", Type: schema.String, Required: true, MinLen: 1, Secret: true},
+	tagsField(),
+}}
+
 // Roles are the predefined admin roles (Konnect's model).
 var Roles = []string{"super-admin", "admin", "operator", "read-only", "auditor"}
 
@@ -379,14 +391,14 @@ var roleSchema = &schema.Schema{Name: RBACRoles, Fields: []*schema.Field{
 var Schemas = map[string]*schema.Schema{
 	Services: serviceSchema, Routes: routeSchema, Consumers: consumerSchema, Plugins: pluginSchema,
 	Upstreams: upstreamSchema, Targets: targetSchema, KeyAuths: keyAuthSchema, Admins: adminSchema,
-	Teams: teamSchema, RBACRoles: roleSchema,
+	Teams: teamSchema, RBACRoles: roleSchema, BasicAuths: basicAuthSchema,
 }
 
 // endpointKeys is the field a non-UUID URL key is looked up by.
 var endpointKeys = map[string]string{
 	Services: "name", Routes: "name", Consumers: "username", Plugins: "instance_name",
 	Upstreams: "name", Targets: "target", KeyAuths: "key", Admins: "username",
-	Teams: "name", RBACRoles: "name",
+	Teams: "name", RBACRoles: "name", BasicAuths: "username",
 }
 
 // EndpointKey returns the field a non-UUID URL key of kind is matched against.
@@ -396,7 +408,7 @@ func EndpointKey(kind string) string { return endpointKeys[kind] }
 var uniqueFields = map[string][]string{
 	Services: {"name"}, Routes: {"name"}, Consumers: {"username", "custom_id"}, Plugins: {"instance_name"},
 	Upstreams: {"name"}, KeyAuths: {"key"}, Admins: {"username", "token_hash"},
-	Teams: {"name"}, RBACRoles: {"name"},
+	Teams: {"name"}, RBACRoles: {"name"}, BasicAuths: {"username"},
 }
 
 // foreignFields lists each kind's references, and what happens to the
@@ -407,10 +419,11 @@ type foreignRef struct {
 }
 
 var foreignFields = map[string][]foreignRef{
-	Routes:   {{"service", Services, false}},
-	Plugins:  {{"route", Routes, true}, {"service", Services, true}, {"consumer", Consumers, true}},
-	Targets:  {{"upstream", Upstreams, true}},
-	KeyAuths: {{"consumer", Consumers, true}},
+	Routes:     {{"service", Services, false}},
+	Plugins:    {{"route", Routes, true}, {"service", Services, true}, {"consumer", Consumers, true}},
+	Targets:    {{"upstream", Upstreams, true}},
+	KeyAuths:   {{"consumer", Consumers, true}},
+	BasicAuths: {{"consumer", Consumers, true}},
 }
 
 // ForeignField is a reference from one kind to another.

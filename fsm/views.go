@@ -1,6 +1,8 @@
 package fsm
 
 import (
+	"crypto/sha1"
+	"encoding/hex"
 	"net"
 	"strconv"
 	"strings"
@@ -161,6 +163,9 @@ func buildView(kind string, d map[string]any, compiled any) any {
 				Entity: str(m, "entity"), Op: str(m, "op"), Tags: strs(m, "tags")})
 		}
 		return r
+	case BasicAuths:
+		return &BasicAuth{ID: str(d, "id"), ConsumerID: ref(d, "consumer"), Username: str(d, "username"),
+			PasswordHash: str(d, "password")}
 	case KeyAuths:
 		ka := &KeyAuth{ID: str(d, "id"), ConsumerID: ref(d, "consumer"), Key: str(d, "key")}
 		if ttl := num(d, "ttl"); ttl > 0 {
@@ -169,6 +174,19 @@ func buildView(kind string, d map[string]any, compiled any) any {
 		return ka
 	}
 	return nil
+}
+
+// BasicAuth is a basic-auth credential; PasswordHash is HashPassword's.
+type BasicAuth struct {
+	ID, ConsumerID, Username, PasswordHash string
+}
+
+// HashPassword is how Kong stores a basic-auth password: the hex SHA-1 of
+// the password followed by the consumer's id. (Weak, but it is what a
+// credential exported from Kong holds, and what its users' tooling sends.)
+func HashPassword(password, consumerID string) string {
+	sum := sha1.Sum([]byte(password + consumerID))
+	return hex.EncodeToString(sum[:])
 }
 
 // Admin is an Admin API user.

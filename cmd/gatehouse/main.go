@@ -26,6 +26,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/fsm"
 	"github.com/gatehouse-gw/gatehouse/log"
 	"github.com/gatehouse-gw/gatehouse/plugins"
+	"github.com/gatehouse-gw/gatehouse/plugins/basicauth"
 	"github.com/gatehouse-gw/gatehouse/plugins/keyauth"
 	"github.com/gatehouse-gw/gatehouse/plugins/proxycache"
 	"github.com/gatehouse-gw/gatehouse/plugins/ratelimiting"
@@ -81,6 +82,7 @@ func installSeed(ctx context.Context, node *cluster.Node, dir string) error {
 func newRegistry(cache *proxycache.Store, counters *ratelimiting.Store) *plugins.Registry {
 	return plugins.NewRegistry(
 		keyauth.Definition(),
+		basicauth.Definition(),
 		ratelimiting.Definition(counters),
 		ratelimiting.AdvancedDefinition(counters),
 		proxycache.Definition(cache),

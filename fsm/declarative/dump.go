@@ -73,6 +73,12 @@ func Dump(s *fsm.State) map[string]any {
 				ks = append(ks, clean(k.Data, "consumer"))
 				return true
 			})
+			var bs []any
+			s.Children(fsm.Consumers, c.ID, fsm.BasicAuths, func(b *fsm.Entity) bool {
+				bs = append(bs, clean(b.Data, "consumer"))
+				return true
+			})
+			put(out, "basicauth_credentials", bs)
 			s.Children(fsm.Consumers, c.ID, fsm.Plugins, func(p *fsm.Entity) bool {
 				if owner(p) == "consumer" {
 					ps = append(ps, clean(p.Data, "consumer"))

@@ -97,13 +97,15 @@ type section struct {
 }
 
 var sections = map[string]section{
-	"services":            {fsm.Services, map[string]string{"routes": "service", "plugins": "service"}},
-	"routes":              {fsm.Routes, map[string]string{"plugins": "route"}},
-	"consumers":           {fsm.Consumers, map[string]string{"plugins": "consumer", "keyauth_credentials": "consumer"}},
-	"upstreams":           {fsm.Upstreams, map[string]string{"targets": "upstream"}},
-	"targets":             {fsm.Targets, nil},
-	"plugins":             {fsm.Plugins, nil},
-	"keyauth_credentials": {fsm.KeyAuths, nil},
+	"services": {fsm.Services, map[string]string{"routes": "service", "plugins": "service"}},
+	"routes":   {fsm.Routes, map[string]string{"plugins": "route"}},
+	"consumers": {fsm.Consumers, map[string]string{"plugins": "consumer", "keyauth_credentials": "consumer",
+		"basicauth_credentials": "consumer"}},
+	"upstreams":             {fsm.Upstreams, map[string]string{"targets": "upstream"}},
+	"targets":               {fsm.Targets, nil},
+	"plugins":               {fsm.Plugins, nil},
+	"keyauth_credentials":   {fsm.KeyAuths, nil},
+	"basicauth_credentials": {fsm.BasicAuths, nil},
 }
 
 // unsupported are Kong's declarative sections Gatehouse has no entity for
@@ -150,7 +152,7 @@ func Load(doc map[string]any) (items []Item, selectTags []string, problems []Pro
 	sort.Strings(keys)
 	l := loader{names: map[string]map[string]string{}}
 	// Parents first, whatever order the document uses.
-	order := []string{"services", "routes", "consumers", "upstreams", "targets", "keyauth_credentials", "plugins"}
+	order := []string{"services", "routes", "consumers", "upstreams", "targets", "keyauth_credentials", "basicauth_credentials", "plugins"}
 	for _, k := range keys {
 		switch {
 		case strings.HasPrefix(k, "_"):

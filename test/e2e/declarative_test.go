@@ -36,6 +36,9 @@ consumers:
 - username: alice
   keyauth_credentials:
   - key: alice-secret-key
+  basicauth_credentials:
+  - username: alice-login
+    password: alice-password
 upstreams:
 - name: pool
   targets:
@@ -95,6 +98,11 @@ func TestDeclarativeConfigRoundTrip(t *testing.T) {
 	alice := findNamed(t, dump["consumers"], "username", "alice")
 	if k := findNamed(t, alice["keyauth_credentials"], "key", "alice-secret-key"); k == nil {
 		t.Errorf("credential missing from the dump: %v", alice)
+	}
+	// A basic-auth password is stored (and dumped) hashed, as Kong does.
+	if b := findNamed(t, alice["basicauth_credentials"], "username", "alice-login"); b == nil ||
+		len(harness.Str(b, "password")) != 40 || b["password"] == "alice-password" {
+		t.Errorf("basic-auth credential dumped as %v", b)
 	}
 	pool := findNamed(t, dump["upstreams"], "name", "pool")
 	if tg := findNamed(t, pool["targets"], "target", "127.0.0.1:9001"); tg["weight"] != 50.0 {
