@@ -9,7 +9,7 @@ build:
 	$(GO) build -o $(BIN) ./cmd/gatehouse
 
 run: build
-	./$(BIN) run --data-dir $(DATA_DIR)
+	./$(BIN) run --data-dir $(DATA_DIR) --proxy-tls-listen 0.0.0.0:8443
 
 # Three nodes on loopback forming one cluster (ports in the README).
 cluster: build

@@ -57,7 +57,8 @@ func (s *Server) configApply(w http.ResponseWriter, r *http.Request) {
 		want[it.Kind+"\x00"+it.Data["id"].(string)] = true
 	}
 	var cmds []*fsm.Command
-	kinds := []string{fsm.Services, fsm.Routes, fsm.Consumers, fsm.Upstreams, fsm.Targets, fsm.KeyAuths, fsm.BasicAuths, fsm.Plugins}
+	kinds := []string{fsm.Certificates, fsm.CACertificates, fsm.SNIs, fsm.Services, fsm.Routes, fsm.Consumers, fsm.Upstreams,
+		fsm.Targets, fsm.KeyAuths, fsm.BasicAuths, fsm.Plugins}
 	for i := len(kinds) - 1; i >= 0; i-- { // children first
 		cur.Walk(kinds[i], "", func(e *fsm.Entity) bool {
 			if !want[e.Kind+"\x00"+e.ID] && hasTags(cur, e, selectTags) {
@@ -162,7 +163,7 @@ func (s *Server) configApply(w http.ResponseWriter, r *http.Request) {
 	for _, it := range items {
 		if e := st.Get(it.Kind, it.Data["id"].(string)); e != nil {
 			list, _ := out[it.Kind].([]any)
-			out[it.Kind] = append(list, render(e))
+			out[it.Kind] = append(list, render(st, e))
 		}
 	}
 	writeJSON(w, 201, out)

@@ -35,7 +35,8 @@ func (s *Server) entityRoutes() {
 	top := []struct{ kind, path string }{
 		{fsm.Services, "/services"}, {fsm.Routes, "/routes"}, {fsm.Consumers, "/consumers"},
 		{fsm.Plugins, "/plugins"}, {fsm.Upstreams, "/upstreams"}, {fsm.KeyAuths, "/key-auths"},
-		{fsm.BasicAuths, "/basic-auths"},
+		{fsm.BasicAuths, "/basic-auths"}, {fsm.Certificates, "/certificates"}, {fsm.SNIs, "/snis"},
+		{fsm.CACertificates, "/ca_certificates"},
 	}
 	nested := []struct {
 		parentPath, parentKind, field, kind, sub string
@@ -47,6 +48,7 @@ func (s *Server) entityRoutes() {
 		{"/consumers", fsm.Consumers, "consumer", fsm.KeyAuths, "key-auth"},
 		{"/consumers", fsm.Consumers, "consumer", fsm.BasicAuths, "basic-auth"},
 		{"/upstreams", fsm.Upstreams, "upstream", fsm.Targets, "targets"},
+		{"/certificates", fsm.Certificates, "certificate", fsm.SNIs, "snis"},
 	}
 	r := s.router
 	for _, n := range nested {
@@ -116,6 +118,12 @@ func (s *Server) resolveParent(w http.ResponseWriter, r *http.Request, st *fsm.S
 
 func (s *Server) lookup(st *fsm.State, c *collection, parent *fsm.Entity, key string) *fsm.Entity {
 	e := st.Find(c.kind, key)
+	if e == nil && c.kind == fsm.Certificates && !fsm.IsUUID(key) {
+		// GET /certificates/{sni name}: the certificate that SNI selects.
+		if sni := st.FindUnique(fsm.SNIs, "name", key); sni != nil {
+			e = st.Get(fsm.Certificates, refID(sni.Data, "certificate"))
+		}
+	}
 	if e == nil && c.kind == fsm.Targets && parent != nil {
 		// Targets are unique per upstream, so their endpoint key only
 		// makes sense within one.
@@ -141,7 +149,7 @@ func visible(e *fsm.Entity) bool {
 
 // render returns the JSON shape of e; a credential's ttl is shown as the
 // seconds it has left, as Kong does.
-func render(e *fsm.Entity) map[string]any {
+func render(st *fsm.State, e *fsm.Entity) map[string]any {
 	copyData := func() map[string]any {
 		out := make(map[string]any, len(e.Data))
 		for k, v := range e.Data {
@@ -163,6 +171,11 @@ func render(e *fsm.Entity) map[string]any {
 	case *fsm.Admin:
 		out := copyData()
 		delete(out, "token_hash") // never shown, even hashed
+		return out
+	case *fsm.Certificate:
+		// Kong shows a certificate's SNIs as a list of names on it.
+		out := copyData()
+		out["snis"] = st.SNINames(e.ID)
 		return out
 	}
 	return e.Data
@@ -197,7 +210,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, c *collection) {
 		s.forbidden(w, r)
 		return
 	}
-	writeJSON(w, 200, render(e))
+	writeJSON(w, 200, render(st, e))
 }
 
 // list serves a collection with Kong's pagination and tag filtering.
@@ -275,7 +288,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, c *collection) {
 			more = true
 			return false
 		}
-		data = append(data, render(e))
+		data = append(data, render(st, e))
 		last = e.ID
 		return true
 	}
@@ -561,7 +574,7 @@ func (s *Server) commitReveal(w http.ResponseWriter, r *http.Request, st *fsm.St
 		w.WriteHeader(204)
 		return
 	}
-	out := render(res.Entity)
+	out := render(s.cfg.Store.State(), res.Entity)
 	if token != "" {
 		out["token"] = token
 	}

@@ -50,14 +50,6 @@ func (s *Server) routes() {
 	r.HandleFunc("/audit/webhook", s.webhookSettings).Methods("GET", "HEAD", "PUT", "POST", "DELETE")
 	r.HandleFunc("/tags", s.tagsList).Methods("GET")
 	r.HandleFunc("/tags/{tag}", s.tagsList).Methods("GET")
-	// Collections Kong always has and decK always reads, for entities
-	// Gatehouse does not have yet: empty, so clients written for Kong
-	// list them without failing. Writes to them stay 404.
-	for _, c := range []string{"/certificates", "/snis", "/ca_certificates"} {
-		r.HandleFunc(c, func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, 200, map[string]any{"data": []any{}, "next": nil})
-		}).Methods("GET")
-	}
 	r.HandleFunc("/upstreams/{upstream}/health", s.upstreamHealth).Methods("GET")
 	// Kong disables the top-level target endpoints.
 	r.HandleFunc("/targets", notFoundHandler)
@@ -307,7 +299,7 @@ func (s *Server) upstreamHealth(w http.ResponseWriter, r *http.Request) {
 	}
 	data := []any{}
 	st.Children(fsm.Upstreams, u.ID, fsm.Targets, func(e *fsm.Entity) bool {
-		out := render(e)
+		out := render(st, e)
 		copied := make(map[string]any, len(out)+1)
 		for k, v := range out {
 			copied[k] = v

@@ -20,6 +20,10 @@ func (s *Server) configDump(w http.ResponseWriter, r *http.Request) {
 	doc := declarative.Dump(st)
 	if !s.mayRead(r, "credentials") {
 		salt := s.cfg.Store.State().Salt()
+		certs, _ := doc["certificates"].([]any)
+		for i, c := range certs {
+			certs[i] = fsm.Redact(fsm.Certificates, c.(map[string]any), salt)
+		}
 		consumers, _ := doc["consumers"].([]any)
 		for _, c := range consumers {
 			cm := c.(map[string]any)

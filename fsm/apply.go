@@ -230,6 +230,17 @@ func (f *Fold) put(t *txn, s *State, now int64, cmd *Command, parent, old *Entit
 		}
 		delete(data, "config")
 	}
+	var snis []string
+	hasSNIs := false
+	if kind == Certificates {
+		var serrs schema.Errors
+		if snis, hasSNIs, serrs = takeSNIs(data); serrs != nil {
+			return SchemaError(serrs)
+		}
+	}
+	if kind == CACertificates {
+		delete(data, "cert_digest") // always derived from cert
+	}
 	out, errs := Schemas[kind].Normalize(data, true)
 	if errs == nil {
 		errs = schema.Errors{}
@@ -252,6 +263,9 @@ func (f *Fold) put(t *txn, s *State, now int64, cmd *Command, parent, old *Entit
 		// sends the stored hash back (a dump applied again).
 		out["password"] = HashPassword(pw, ref(out, "consumer"))
 	}
+	if kind == CACertificates {
+		caDigest(out)
+	}
 	if err := t.checkUnique(s, now, kind, out, old); err != nil {
 		return err
 	}
@@ -263,6 +277,9 @@ func (f *Fold) put(t *txn, s *State, now int64, cmd *Command, parent, old *Entit
 		t.index(e)
 	}
 	t.changes = append(t.changes, Change{Kind: kind, ID: e.ID, Before: old, After: e})
+	if hasSNIs {
+		return f.syncSNIs(t, now, e, snis)
+	}
 	return nil
 }
 
@@ -293,6 +310,14 @@ func (f *Fold) CheckFields(kind string, body map[string]any) map[string]any {
 			return map[string]any{"config": "expected a record"}
 		}
 		delete(data, "config")
+	}
+	if kind == Certificates {
+		if _, _, serrs := takeSNIs(data); serrs != nil {
+			return map[string]any(serrs)
+		}
+	}
+	if kind == CACertificates {
+		delete(data, "cert_digest") // always derived from cert
 	}
 	out, errs := Schemas[kind].Normalize(data, true)
 	if errs == nil {
@@ -415,6 +440,8 @@ func entityChecks(kind string, d map[string]any, errs schema.Errors) {
 		}
 	case Routes:
 		checkRoute(d, errs)
+	case Certificates:
+		certChecks(d, errs)
 	case Consumers:
 		if str(d, "username") == "" && str(d, "custom_id") == "" {
 			errs.AddEntity("at least one of these fields must be non-empty: 'custom_id', 'username'")
@@ -761,6 +788,11 @@ func (f *Fold) delete(t *txn, s *State, e *Entity) *Error {
 		return &Error{Status: 400, Code: 4, Name: "foreign key violation",
 			Message: "an existing 'routes' entity references this 'services' entity",
 			Fields:  map[string]any{"@referenced_by": "routes"}}
+	}
+	if e.Kind == Certificates && s.HasChildren(Certificates, e.ID, Services) {
+		return &Error{Status: 400, Code: 4, Name: "foreign key violation",
+			Message: "an existing 'services' entity references this 'certificates' entity",
+			Fields:  map[string]any{"@referenced_by": "services"}}
 	}
 	var dependants []*Entity
 	for _, kind := range Kinds {

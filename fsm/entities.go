@@ -17,15 +17,20 @@ const (
 	Targets      = "targets"
 	KeyAuths     = "keyauth_credentials"
 	BasicAuths   = "basicauth_credentials"
-	Admins       = "admins"
-	Teams        = "teams"
-	RBACRoles    = "rbac_roles"
-	maxTimeoutMs = 2147483646
+	Certificates = "certificates"
+	SNIs         = "snis"
+	// CACertificates is Kong's ca_certificates: CAs a service trusts.
+	CACertificates = "ca_certificates"
+	Admins         = "admins"
+	Teams          = "teams"
+	RBACRoles      = "rbac_roles"
+	maxTimeoutMs   = 2147483646
 )
 
 // Kinds lists every entity kind in dependency order: a kind only references
 // kinds before it. Snapshots and declarative exports use this order.
-var Kinds = []string{Services, Routes, Consumers, Upstreams, Targets, KeyAuths, BasicAuths, Plugins, RBACRoles, Teams, Admins}
+var Kinds = []string{Certificates, CACertificates, SNIs, Services, Routes, Consumers, Upstreams, Targets, KeyAuths, BasicAuths,
+	Plugins, RBACRoles, Teams, Admins}
 
 var (
 	nameRe   = regexp.MustCompile(`^[\w.\-~\x{80}-\x{10FFFF}]+$`)
@@ -392,13 +397,14 @@ var Schemas = map[string]*schema.Schema{
 	Services: serviceSchema, Routes: routeSchema, Consumers: consumerSchema, Plugins: pluginSchema,
 	Upstreams: upstreamSchema, Targets: targetSchema, KeyAuths: keyAuthSchema, Admins: adminSchema,
 	Teams: teamSchema, RBACRoles: roleSchema, BasicAuths: basicAuthSchema,
+	Certificates: certificateSchema, SNIs: sniSchema, CACertificates: caCertificateSchema,
 }
 
 // endpointKeys is the field a non-UUID URL key is looked up by.
 var endpointKeys = map[string]string{
 	Services: "name", Routes: "name", Consumers: "username", Plugins: "instance_name",
 	Upstreams: "name", Targets: "target", KeyAuths: "key", Admins: "username",
-	Teams: "name", RBACRoles: "name", BasicAuths: "username",
+	Teams: "name", RBACRoles: "name", BasicAuths: "username", SNIs: "name",
 }
 
 // EndpointKey returns the field a non-UUID URL key of kind is matched against.
@@ -408,7 +414,8 @@ func EndpointKey(kind string) string { return endpointKeys[kind] }
 var uniqueFields = map[string][]string{
 	Services: {"name"}, Routes: {"name"}, Consumers: {"username", "custom_id"}, Plugins: {"instance_name"},
 	Upstreams: {"name"}, KeyAuths: {"key"}, Admins: {"username", "token_hash"},
-	Teams: {"name"}, RBACRoles: {"name"}, BasicAuths: {"username"},
+	Teams: {"name"}, RBACRoles: {"name"}, BasicAuths: {"username"}, SNIs: {"name"},
+	CACertificates: {"cert_digest"},
 }
 
 // foreignFields lists each kind's references, and what happens to the
@@ -424,6 +431,8 @@ var foreignFields = map[string][]foreignRef{
 	Targets:    {{"upstream", Upstreams, true}},
 	KeyAuths:   {{"consumer", Consumers, true}},
 	BasicAuths: {{"consumer", Consumers, true}},
+	SNIs:       {{"certificate", Certificates, true}},
+	Services:   {{"client_certificate", Certificates, false}},
 }
 
 // ForeignField is a reference from one kind to another.

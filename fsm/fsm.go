@@ -290,8 +290,13 @@ func (m *Machine) applyEvent(s *State, ev *log.Event, audit bool) (*Result, *log
 		rec.Error = redactMessage(ferr.Message, cmds, s.salt)
 		return res, rec, withIndex(s, en.Index), nil
 	}
-	if len(changes) > 0 && changes[len(changes)-1].After != nil {
-		res.Entity = changes[len(changes)-1].After
+	// The entity the (last) command wrote: a command may also write
+	// others (a certificate's SNIs, an expired credential freed).
+	for i := len(changes) - 1; i >= 0; i-- {
+		if c := changes[i]; c.After != nil && c.Kind == cmds[len(cmds)-1].Kind {
+			res.Entity = c.After
+			break
+		}
 	}
 	if audit {
 		rec.Changes = auditChanges(changes, s.salt)

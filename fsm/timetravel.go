@@ -329,7 +329,8 @@ func revert(t *txn, cur *State, backs []back) []Change {
 // restorable lists the kinds a point-in-time restore rewrites: the gateway
 // configuration, not who may change it (restoring RBAC could lock the
 // operator out, or back in someone who was removed).
-var restorable = []string{Services, Routes, Consumers, Upstreams, Targets, KeyAuths, BasicAuths, Plugins}
+var restorable = []string{Certificates, CACertificates, SNIs, Services, Routes, Consumers, Upstreams, Targets, KeyAuths,
+	BasicAuths, Plugins}
 
 // PlanRestore is RestorePayload, remembering the entities it encoded: when
 // this node (the leader) then applies the event, it uses them instead of

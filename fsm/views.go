@@ -2,6 +2,8 @@ package fsm
 
 import (
 	"crypto/sha1"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"net"
 	"strconv"
@@ -24,6 +26,12 @@ type Service struct {
 	WriteTimeout   time.Duration
 	ReadTimeout    time.Duration
 	Enabled        bool
+	// Upstream TLS (https services): the client certificate presented,
+	// whether the upstream's certificate is verified, and against which
+	// CAs (ca_certificates; none means the system's).
+	ClientCertificateID string
+	TLSVerify           bool
+	CACertificateIDs    []string
 }
 
 // Route is the proxy's view of a route.
@@ -118,6 +126,8 @@ func buildView(kind string, d map[string]any, compiled any) any {
 			Port: int(num(d, "port")), Path: str(d, "path"), Retries: int(num(d, "retries")),
 			ConnectTimeout: ms(d, "connect_timeout"), WriteTimeout: ms(d, "write_timeout"),
 			ReadTimeout: ms(d, "read_timeout"), Enabled: boolean(d, "enabled"),
+			ClientCertificateID: ref(d, "client_certificate"), TLSVerify: boolean(d, "tls_verify"),
+			CACertificateIDs: strs(d, "ca_certificates"),
 		}
 	case Routes:
 		r := &Route{
@@ -163,6 +173,21 @@ func buildView(kind string, d map[string]any, compiled any) any {
 				Entity: str(m, "entity"), Op: str(m, "op"), Tags: strs(m, "tags")})
 		}
 		return r
+	case Certificates:
+		c := &Certificate{ID: str(d, "id")}
+		if pair, err := tls.X509KeyPair([]byte(str(d, "cert")), []byte(str(d, "key"))); err == nil {
+			c.Pairs = append(c.Pairs, pair)
+		}
+		if pair, err := tls.X509KeyPair([]byte(str(d, "cert_alt")), []byte(str(d, "key_alt"))); err == nil {
+			c.Pairs = append(c.Pairs, pair)
+		}
+		return c
+	case SNIs:
+		return &SNI{ID: str(d, "id"), Name: strings.ToLower(str(d, "name")), CertificateID: ref(d, "certificate")}
+	case CACertificates:
+		ca := &CACertificate{ID: str(d, "id")}
+		ca.Cert, _, _ = parseCert(str(d, "cert"))
+		return ca
 	case BasicAuths:
 		return &BasicAuth{ID: str(d, "id"), ConsumerID: ref(d, "consumer"), Username: str(d, "username"),
 			PasswordHash: str(d, "password")}
@@ -174,6 +199,24 @@ func buildView(kind string, d map[string]any, compiled any) any {
 		return ka
 	}
 	return nil
+}
+
+// Certificate is a certificate entity ready for a TLS handshake: its pair
+// and, when it has one, the alternative pair (another key type).
+type Certificate struct {
+	ID    string
+	Pairs []tls.Certificate
+}
+
+// SNI names the certificate served for a server name (maybe a wildcard).
+type SNI struct {
+	ID, Name, CertificateID string
+}
+
+// CACertificate is a CA a service may trust for its upstream.
+type CACertificate struct {
+	ID   string
+	Cert *x509.Certificate
 }
 
 // BasicAuth is a basic-auth credential; PasswordHash is HashPassword's.

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"strconv"
@@ -163,9 +164,14 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	route := m.Route.Payload.(*fsm.Route)
-	if !allowsHTTP(route) {
-		// An https-only route reached over plain HTTP (this listener has
-		// no TLS): Kong answers 426 or redirects, per the route.
+	if ctx.IsTLS() {
+		if !allows(route, "https") {
+			kongError(ctx, start, reqID, 404, "no Route matched with those values")
+			return
+		}
+	} else if !allows(route, "http") {
+		// An https-only route reached over plain HTTP: Kong answers 426
+		// or redirects, per the route.
 		httpsRedirect(ctx, start, reqID, route, host)
 		return
 	}
@@ -254,9 +260,9 @@ func (p *Proxy) responsePhases(rs *reqState, pc *plugins.Context) {
 	}
 }
 
-func allowsHTTP(r *fsm.Route) bool {
+func allows(r *fsm.Route, proto string) bool {
 	for _, p := range r.Protocols {
-		if p == "http" {
+		if p == proto {
 			return true
 		}
 	}
@@ -376,7 +382,11 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, sn *snapshot, ri *routeInfo, m
 		h.Set("X-Forwarded-For", clientIP)
 	}
 	h.Set("X-Real-IP", clientIP)
-	h.Set("X-Forwarded-Proto", "http")
+	if ctx.IsTLS() {
+		h.Set("X-Forwarded-Proto", "https")
+	} else {
+		h.Set("X-Forwarded-Proto", "http")
+	}
 	fhost := host
 	if hh, _, err := net.SplitHostPort(host); err == nil {
 		fhost = hh
@@ -428,7 +438,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, sn *snapshot, ri *routeInfo, m
 		} else {
 			req.URI().SetScheme("http")
 		}
-		err := p.client(addr, tls, svc).Do(req, &ctx.Response)
+		err := p.client(addr, tls, svc, sn.state).Do(req, &ctx.Response)
 		if err == nil {
 			return 0, ""
 		}
@@ -464,12 +474,31 @@ type clientKey struct {
 	addr                   string
 	tls                    bool
 	connect, read, written time.Duration
+	// Upstream TLS: the client certificate's view (a new one on every
+	// change of the entity), verification, and the trusted CAs' views.
+	cert   *fsm.Certificate
+	verify bool
+	cas    string
 }
 
 // client returns the connection pool for one upstream address and one set
 // of service timeouts.
-func (p *Proxy) client(addr string, tls bool, svc *fsm.Service) *fasthttp.HostClient {
-	key := clientKey{addr, tls, svc.ConnectTimeout, svc.ReadTimeout, svc.WriteTimeout}
+func (p *Proxy) client(addr string, tls bool, svc *fsm.Service, st *fsm.State) *fasthttp.HostClient {
+	key := clientKey{addr: addr, tls: tls, connect: svc.ConnectTimeout, read: svc.ReadTimeout, written: svc.WriteTimeout}
+	var cas []*fsm.CACertificate
+	if tls {
+		if e := st.Get(fsm.Certificates, svc.ClientCertificateID); e != nil {
+			key.cert = e.View.(*fsm.Certificate)
+		}
+		key.verify = svc.TLSVerify
+		for _, id := range svc.CACertificateIDs {
+			if e := st.Get(fsm.CACertificates, id); e != nil {
+				ca := e.View.(*fsm.CACertificate)
+				cas = append(cas, ca)
+				key.cas += fmt.Sprintf("%p,", ca)
+			}
+		}
+	}
 	p.clientsMu.RLock()
 	c := p.clients[key]
 	p.clientsMu.RUnlock()
@@ -496,6 +525,9 @@ func (p *Proxy) client(addr string, tls bool, svc *fsm.Service) *fasthttp.HostCl
 		// the request sizes a gateway sees the two agree.
 		ReadTimeout:  svc.ReadTimeout,
 		WriteTimeout: svc.WriteTimeout,
+	}
+	if tls {
+		c.TLSConfig = upstreamTLS(svc, key, cas)
 	}
 	p.clients[key] = c
 	return c

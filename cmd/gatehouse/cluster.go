@@ -270,6 +270,7 @@ func clusterUp(c *cli.Context) error {
 		}
 		args := []string{"run", "--node-id", id, "--data-dir", ndir,
 			"--proxy-listen", "127.0.0.1:" + strconv.Itoa(p), "--admin-listen", admins[i],
+			"--proxy-tls-listen", "127.0.0.1:" + strconv.Itoa(p+443),
 			"--cluster-listen", "127.0.0.1:" + strconv.Itoa(p+5), "--gossip-listen", "127.0.0.1:" + strconv.Itoa(p+6),
 			"--status-listen", "127.0.0.1:" + strconv.Itoa(p+100)}
 		if n > 1 {

@@ -102,6 +102,7 @@ func runCommand() *cli.Command {
 		Flags: []cli.Flag{
 			flag("data-dir", "./data", "directory for the Raft log, snapshots and event history"),
 			flag("proxy-listen", "0.0.0.0:8000", "proxy listen address"),
+			flag("proxy-tls-listen", "", "proxy TLS listen address (Kong's 8443; certificates chosen by SNI); off when empty"),
 			flag("admin-listen", "127.0.0.1:8001", "Admin API listen address"),
 			flag("status-listen", "127.0.0.1:8100", "status API listen address (/status, /status/ready, /debug/pprof)"),
 			flag("node-id", host, "this node's id in the cluster"),
@@ -130,6 +131,7 @@ func runCommand() *cli.Command {
 		Action: func(c *cli.Context) error {
 			return run(c.Context, runConfig{
 				dataDir: c.String("data-dir"), proxy: c.String("proxy-listen"), admin: c.String("admin-listen"),
+				proxyTLS: c.String("proxy-tls-listen"),
 				status: c.String("status-listen"), nodeID: c.String("node-id"), cluster: c.String("cluster-listen"),
 				join: splitList(c.String("join")), expect: c.Int("bootstrap-expect"),
 				snapshotThreshold: c.Uint64("raft-snapshot-threshold"),
@@ -147,6 +149,7 @@ func runCommand() *cli.Command {
 
 type runConfig struct {
 	dataDir, proxy, admin, status, nodeID, cluster string
+	proxyTLS                                       string
 	join                                           []string
 	expect                                         int
 	snapshotThreshold                              uint64
@@ -274,6 +277,14 @@ func run(ctx context.Context, cfg runConfig) error {
 	if err != nil {
 		return fmt.Errorf("proxy listen: %w", err)
 	}
+	var proxyTLSLn net.Listener
+	if cfg.proxyTLS != "" {
+		if proxyTLSLn, err = net.Listen("tcp", cfg.proxyTLS); err != nil {
+			proxyLn.Close()
+			return fmt.Errorf("proxy TLS listen: %w", err)
+		}
+		defer proxyTLSLn.Close()
+	}
 	adminLn, err := net.Listen("tcp", cfg.admin)
 	if err != nil {
 		proxyLn.Close()
@@ -326,7 +337,7 @@ func run(ctx context.Context, cfg runConfig) error {
 		Cache: cache, ServerInfo: px.Stats, Cluster: node,
 		Auth: admin.Auth{Enabled: auth, BootstrapToken: cfg.adminToken}, SigningKey: signingKey,
 		RateLimits: rateLimits{self: cfg.nodeID}, Gossip: gossipStatus(gsp, counters),
-		Settings: map[string]any{"admin_listen": []string{cfg.admin}, "proxy_listen": []string{cfg.proxy},
+		Settings: map[string]any{"admin_listen": []string{cfg.admin}, "proxy_listen": proxyListen(cfg),
 			"status_listen": []string{cfg.status}, "cluster_listen": cfg.cluster, "prefix": cfg.dataDir},
 	})
 	// Bounded reads so a slow or stalled client cannot hold a handler;
@@ -356,8 +367,12 @@ func run(ctx context.Context, cfg runConfig) error {
 		}
 	}()
 
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- px.Serve(proxyLn) }()
+	if proxyTLSLn != nil {
+		go func() { errc <- px.ServeTLS(proxyTLSLn) }()
+		slog.Info("proxy TLS", "listen", proxyTLSLn.Addr().String())
+	}
 	go func() { errc <- adminSrv.Serve(adminLn) }()
 	go func() { errc <- statusSrv.Serve(statusLn) }()
 	slog.Info("gatehouse started", "node", cfg.nodeID, "proxy", proxyLn.Addr().String(),
@@ -391,6 +406,16 @@ func run(ctx context.Context, cfg runConfig) error {
 		slog.Warn("raft shutdown", "err", err)
 	}
 	return runErr
+}
+
+// proxyListen is Kong's proxy_listen setting: each address, the TLS one
+// marked ssl.
+func proxyListen(cfg runConfig) []string {
+	out := []string{cfg.proxy}
+	if cfg.proxyTLS != "" {
+		out = append(out, cfg.proxyTLS+" ssl")
+	}
+	return out
 }
 
 // bootstrapAdmin makes sure a first super-admin exists once this node

@@ -31,12 +31,29 @@ func Dump(s *fsm.State) map[string]any {
 	// The sections are independent walks of an immutable state: each
 	// runs on its own goroutine (at 100,000 entities the walk is a
 	// quarter of a dump's time).
-	var services, routes, consumers, upstreams, plugins []any
+	var services, routes, consumers, upstreams, plugins, certificates, caCertificates []any
 	var wg sync.WaitGroup
 	section := func(walk func()) {
 		wg.Add(1)
 		go func() { defer wg.Done(); walk() }()
 	}
+	section(func() {
+		s.Walk(fsm.Certificates, "", func(c *fsm.Entity) bool {
+			out := clean(c.Data)
+			var ss []any
+			s.Children(fsm.Certificates, c.ID, fsm.SNIs, func(sni *fsm.Entity) bool {
+				ss = append(ss, clean(sni.Data, "certificate"))
+				return true
+			})
+			put(out, "snis", ss)
+			certificates = append(certificates, out)
+			return true
+		})
+		s.Walk(fsm.CACertificates, "", func(c *fsm.Entity) bool {
+			caCertificates = append(caCertificates, clean(c.Data))
+			return true
+		})
+	})
 	section(func() {
 		s.Walk(fsm.Services, "", func(svc *fsm.Entity) bool {
 			out := clean(svc.Data)
@@ -113,6 +130,8 @@ func Dump(s *fsm.State) map[string]any {
 		})
 	})
 	wg.Wait()
+	put(doc, "certificates", certificates)
+	put(doc, "ca_certificates", caCertificates)
 	put(doc, "services", services)
 	put(doc, "routes", routes)
 	put(doc, "consumers", consumers)

@@ -106,12 +106,14 @@ var sections = map[string]section{
 	"plugins":               {fsm.Plugins, nil},
 	"keyauth_credentials":   {fsm.KeyAuths, nil},
 	"basicauth_credentials": {fsm.BasicAuths, nil},
+	"certificates":          {fsm.Certificates, map[string]string{"snis": "certificate"}},
+	"snis":                  {fsm.SNIs, nil},
+	"ca_certificates":       {fsm.CACertificates, nil},
 }
 
 // unsupported are Kong's declarative sections Gatehouse has no entity for
 // yet: refused by name rather than as unknown.
-var unsupported = []string{"certificates", "ca_certificates", "snis", "vaults", "acls", "basicauth_credentials",
-	"hmacauth_credentials", "jwt_secrets", "oauth2_credentials", "mtls_auth_credentials", "consumer_groups",
+var unsupported = []string{"vaults", "acls", "hmacauth_credentials", "jwt_secrets", "oauth2_credentials", "mtls_auth_credentials", "consumer_groups",
 	"filter_chains", "keys", "key_sets", "partials", "licenses", "workspaces"}
 
 // idNamespace scopes the ids generated for entities a document gives none:
@@ -152,7 +154,8 @@ func Load(doc map[string]any) (items []Item, selectTags []string, problems []Pro
 	sort.Strings(keys)
 	l := loader{names: map[string]map[string]string{}}
 	// Parents first, whatever order the document uses.
-	order := []string{"services", "routes", "consumers", "upstreams", "targets", "keyauth_credentials", "basicauth_credentials", "plugins"}
+	order := []string{"certificates", "ca_certificates", "snis", "services", "routes", "consumers", "upstreams", "targets",
+		"keyauth_credentials", "basicauth_credentials", "plugins"}
 	for _, k := range keys {
 		switch {
 		case strings.HasPrefix(k, "_"):
