@@ -132,7 +132,7 @@ func runCommand() *cli.Command {
 			return run(c.Context, runConfig{
 				dataDir: c.String("data-dir"), proxy: c.String("proxy-listen"), admin: c.String("admin-listen"),
 				proxyTLS: c.String("proxy-tls-listen"),
-				status: c.String("status-listen"), nodeID: c.String("node-id"), cluster: c.String("cluster-listen"),
+				status:   c.String("status-listen"), nodeID: c.String("node-id"), cluster: c.String("cluster-listen"),
 				join: splitList(c.String("join")), expect: c.Int("bootstrap-expect"),
 				snapshotThreshold: c.Uint64("raft-snapshot-threshold"),
 				adminAuth:         c.String("admin-auth"), iKnowOpen: c.Bool("i-know-admin-is-open"),
