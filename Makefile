@@ -20,7 +20,7 @@ cluster: build
 # there), then a short, bounded run of each fuzzer.
 test: vet
 	$(GO) test -count=1 -timeout 20m ./...
-	$(MAKE) fuzz FUZZTIME=10s
+	$(MAKE) fuzz FUZZTIME=50000x
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/)
@@ -29,7 +29,10 @@ e2e:
 	$(GO) test -count=1 -timeout 20m ./test/...
 
 # Short coverage-guided fuzzing of the parsers and of the proxy's raw
-# request path; the committed corpus lives in testdata/.
+# request path; the committed corpus lives in testdata/. make test bounds
+# each run by executions, not time: with a time bound, Go 1.26's fuzz
+# coordinator can fail a run with "context deadline exceeded" at the end
+# on a loaded machine (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzBody -fuzztime=$(FUZZTIME) ./admin/decode/

@@ -50,6 +50,9 @@ func (s *Server) routes() {
 	r.HandleFunc("/audit/webhook", s.webhookSettings).Methods("GET", "HEAD", "PUT", "POST", "DELETE")
 	r.HandleFunc("/tags", s.tagsList).Methods("GET")
 	r.HandleFunc("/tags/{tag}", s.tagsList).Methods("GET")
+	if s.cfg.Metrics != nil {
+		r.Handle("/metrics", s.cfg.Metrics).Methods("GET")
+	}
 	r.HandleFunc("/upstreams/{upstream}/health", s.upstreamHealth).Methods("GET")
 	// Kong disables the top-level target endpoints.
 	r.HandleFunc("/targets", notFoundHandler)
@@ -199,8 +202,18 @@ func (s *Server) enabledPlugins(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, map[string]any{"enabled_plugins": s.cfg.Plugins.Names()})
 }
 
+// tagRowSchema is Kong's tags entity: not stored, the rows /tags lists.
+var tagRowSchema = &schema.Schema{Name: "tags", Fields: []*schema.Field{
+	{Name: "tag", Type: schema.String, Required: true},
+	{Name: "entity_name", Type: schema.String, Required: true},
+	{Name: "entity_id", Type: schema.String, Required: true},
+}}
+
 func (s *Server) entitySchema(w http.ResponseWriter, r *http.Request) {
 	sch := fsm.Schemas[entityName(mux.Vars(r)["entity"])]
+	if mux.Vars(r)["entity"] == "tags" {
+		sch = tagRowSchema
+	}
 	if sch == nil {
 		message(w, 404, "No entity named '"+mux.Vars(r)["entity"]+"'")
 		return

@@ -79,6 +79,9 @@ type Config struct {
 	// in /status (both optional).
 	RateLimits RateLimits
 	Gossip     func() any
+	// Metrics serves /metrics (the prometheus plugin's) on the Admin
+	// and Status APIs; optional.
+	Metrics http.Handler
 }
 
 // Server is the Admin API handler.

@@ -19,6 +19,9 @@ func (s *Server) StatusAPI(ready func() error) http.Handler {
 		}
 		message(w, 200, "ready")
 	}).Methods("GET", "HEAD")
+	if s.cfg.Metrics != nil {
+		r.Handle("/metrics", s.cfg.Metrics).Methods("GET")
+	}
 	r.HandleFunc("/debug/pprof/", pprof.Index)
 	r.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	r.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -64,6 +64,12 @@ type Context struct {
 	CredentialID string
 	RequestID    string
 	Start        time.Time
+	// Upstream is how long the upstream took (zero when it was not
+	// reached); Source says who produced the response, as Kong's
+	// kong.response.get_source does: "service", "exit" (a plugin) or
+	// "error" (the proxy). Both are set for the log phase.
+	Upstream time.Duration
+	Source   string
 
 	exit        *Exit
 	respHeaders [][2]string
@@ -76,7 +82,7 @@ type Context struct {
 // Reset clears the context for reuse.
 func (c *Context) Reset() {
 	c.Req, c.Resp, c.State, c.Route, c.Service, c.Consumer, c.Plugin = nil, nil, nil, nil, nil, nil, nil
-	c.CredentialID, c.RequestID = "", ""
+	c.CredentialID, c.RequestID, c.Source, c.Upstream = "", "", "", 0
 	c.exit = nil
 	c.respHeaders = c.respHeaders[:0]
 	c.vars = [4]struct {
@@ -150,4 +156,18 @@ func (c *Context) SetConsumer(cons *fsm.Consumer, credentialID string) {
 		c.Req.SetHeader("X-Credential-Identifier", credentialID)
 	}
 	c.Req.DelHeader("X-Anonymous-Consumer")
+}
+
+// SetAnonymous is an authentication plugin's fallback when its
+// credentials are missing or wrong and its config names an anonymous
+// consumer (by id or username): the request goes on as that consumer,
+// marked X-Anonymous-Consumer. A missing consumer is a 500, as in Kong.
+func (c *Context) SetAnonymous(key string) {
+	anon := c.State.Find(fsm.Consumers, key)
+	if anon == nil {
+		c.Error(500, "anonymous consumer "+key+" is configured but doesn't exist")
+		return
+	}
+	c.SetConsumer(anon.View.(*fsm.Consumer), "")
+	c.Req.SetHeader("X-Anonymous-Consumer", "true")
 }

@@ -87,13 +87,23 @@ func (p *Proxy) Stats() map[string]any {
 	}
 }
 
+// Requests is how many requests the proxy has handled since it started.
+func (p *Proxy) Requests() float64 { return float64(p.total.Load()) }
+
+// OpenConnections is how many client connections are open.
+func (p *Proxy) OpenConnections() float64 { return float64(p.server.GetOpenConnectionsCount()) }
+
 // reqState is the pooled per-request working set.
 type reqState struct {
 	pctx plugins.Context
 	req  fastRequest
 	resp fastResponse
 	ran  []*fsm.Plugin
-	rreq router.Request
+	// logged are the plugins after the one that ended the request in
+	// its access phase: Kong still runs their log phase (the prometheus
+	// plugin counts the 401 an auth plugin answered).
+	logged []*fsm.Plugin
+	rreq   router.Request
 }
 
 func newReqState() any {
@@ -111,6 +121,7 @@ func (p *Proxy) release(rs *reqState) {
 	rs.req = fastRequest{}
 	rs.resp = fastResponse{}
 	rs.ran = rs.ran[:0]
+	rs.logged = rs.logged[:0]
 	p.pool.Put(rs)
 }
 
@@ -194,13 +205,16 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 		if pl == nil {
 			continue
 		}
+		if pc.Exited() != nil {
+			if _, ok := pl.Compiled.(plugins.Logger); ok {
+				rs.logged = append(rs.logged, pl)
+			}
+			continue
+		}
 		rs.ran = append(rs.ran, pl)
 		if a, ok := pl.Compiled.(plugins.Accessor); ok {
 			pc.Plugin = pl
 			a.Access(pc)
-			if pc.Exited() != nil {
-				break
-			}
 		}
 	}
 
@@ -208,6 +222,7 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 	pc.Resp = &rs.resp
 	if ex := pc.Exited(); ex != nil {
 		writeExit(ctx, ex, reqID)
+		pc.Source = "exit"
 		p.responsePhases(rs, pc)
 		ctx.Response.Header.Set("X-Kong-Response-Latency", strconv.FormatInt(time.Since(start).Milliseconds(), 10))
 		ctx.Response.Header.Set("X-Kong-Request-Id", reqID)
@@ -219,10 +234,13 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 	upDone := time.Now()
 	if status != 0 {
 		kongError(ctx, start, reqID, status, msg)
+		pc.Source = "error"
+		p.logPhase(rs, pc)
 		return
 	}
 	rh := &ctx.Response.Header
 	stripHopByHop(rh)
+	pc.Source, pc.Upstream = "service", upDone.Sub(upStart)
 	p.responsePhases(rs, pc)
 	if len(rh.Peek("Server")) == 0 {
 		rh.Set("Server", serverToken)
@@ -252,10 +270,18 @@ func (p *Proxy) responsePhases(rs *reqState, pc *plugins.Context) {
 			f.BodyFilter(pc)
 		}
 	}
-	for _, pl := range rs.ran {
-		if f, ok := pl.Compiled.(plugins.Logger); ok {
-			pc.Plugin = pl
-			f.Log(pc)
+	p.logPhase(rs, pc)
+}
+
+// logPhase runs the log phase of the plugins that ran, once the response
+// is final (also for the proxy's own errors, which Kong logs too).
+func (p *Proxy) logPhase(rs *reqState, pc *plugins.Context) {
+	for _, list := range [2][]*fsm.Plugin{rs.ran, rs.logged} {
+		for _, pl := range list {
+			if f, ok := pl.Compiled.(plugins.Logger); ok {
+				pc.Plugin = pl
+				f.Log(pc)
+			}
 		}
 	}
 }

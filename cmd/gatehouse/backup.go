@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/admin"
 	"github.com/gatehouse-gw/gatehouse/fsm"
 	"github.com/gatehouse-gw/gatehouse/fsm/backup"
+	"github.com/gatehouse-gw/gatehouse/plugins/prometheus"
 	"github.com/gatehouse-gw/gatehouse/plugins/proxycache"
 	"github.com/gatehouse-gw/gatehouse/plugins/ratelimiting"
 )
@@ -174,7 +175,7 @@ func seed(from, to, dir string) error {
 			if cerr != nil {
 				return cerr
 			}
-			index, err = fsm.Cut(snap, newRegistry(cache, ratelimiting.NewStore(1024)), scratch, i, t, out)
+			index, err = fsm.Cut(snap, newRegistry(cache, ratelimiting.NewStore(1024), prometheus.NewMetrics(prometheus.NodeInfo{})), scratch, i, t, out)
 		}
 	}
 	if cerr := out.Close(); err == nil {

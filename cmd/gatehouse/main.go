@@ -28,6 +28,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/plugins"
 	"github.com/gatehouse-gw/gatehouse/plugins/basicauth"
 	"github.com/gatehouse-gw/gatehouse/plugins/keyauth"
+	"github.com/gatehouse-gw/gatehouse/plugins/prometheus"
 	"github.com/gatehouse-gw/gatehouse/plugins/proxycache"
 	"github.com/gatehouse-gw/gatehouse/plugins/ratelimiting"
 	"github.com/gatehouse-gw/gatehouse/proxy"
@@ -79,10 +80,11 @@ func installSeed(ctx context.Context, node *cluster.Node, dir string) error {
 }
 
 // newRegistry is the set of plugins this build offers.
-func newRegistry(cache *proxycache.Store, counters *ratelimiting.Store) *plugins.Registry {
+func newRegistry(cache *proxycache.Store, counters *ratelimiting.Store, metrics *prometheus.Metrics) *plugins.Registry {
 	return plugins.NewRegistry(
 		keyauth.Definition(),
 		basicauth.Definition(),
+		prometheus.Definition(metrics),
 		ratelimiting.Definition(counters),
 		ratelimiting.AdvancedDefinition(counters),
 		proxycache.Definition(cache),
@@ -243,7 +245,26 @@ func run(ctx context.Context, cfg runConfig) error {
 		return err
 	}
 	counters := ratelimiting.NewStore(cfg.maxCounters)
-	registry := newRegistry(cache, counters)
+	// The proxy and the Raft node exist only further down; the metrics
+	// read them through these once they do.
+	var px *proxy.Proxy
+	var node *cluster.Node
+	metrics := prometheus.NewMetrics(prometheus.NodeInfo{NodeID: cfg.nodeID, Version: proxy.KongVersion,
+		Requests: func() float64 {
+			if px == nil {
+				return 0
+			}
+			return px.Requests()
+		},
+		Connections: func() float64 {
+			if px == nil {
+				return 0
+			}
+			return px.OpenConnections()
+		},
+		Reachable: func() bool { return node != nil && node.Ready() == nil },
+	})
+	registry := newRegistry(cache, counters, metrics)
 	fsm.RouteValidator = func(p string) string {
 		if err := router.ValidatePath(p); err != nil {
 			return err.Error()
@@ -297,7 +318,7 @@ func run(ctx context.Context, cfg runConfig) error {
 		return fmt.Errorf("status listen: %w", err)
 	}
 
-	node, err := cluster.Open(cluster.Config{
+	node, err = cluster.Open(cluster.Config{
 		NodeID: cfg.nodeID, DataDir: cfg.dataDir, BindAddr: cfg.cluster,
 		Join: cfg.join, BootstrapExpect: cfg.expect, SnapshotThreshold: cfg.snapshotThreshold, Token: cfg.adminToken,
 		TLS: cfg.tls,
@@ -331,12 +352,12 @@ func run(ctx context.Context, cfg runConfig) error {
 		slog.Info("serving before this node's addresses were registered", "err", err)
 	}
 	rcancel()
-	px := proxy.New(rt, cfg.proxyReadTimeout)
+	px = proxy.New(rt, cfg.proxyReadTimeout)
 	api := admin.New(admin.Config{
 		NodeID: cfg.nodeID, NodeUUID: nodeUUID, Store: machine, Appender: node, Plugins: registry,
 		Cache: cache, ServerInfo: px.Stats, Cluster: node,
 		Auth: admin.Auth{Enabled: auth, BootstrapToken: cfg.adminToken}, SigningKey: signingKey,
-		RateLimits: rateLimits{self: cfg.nodeID}, Gossip: gossipStatus(gsp, counters),
+		RateLimits: rateLimits{self: cfg.nodeID}, Gossip: gossipStatus(gsp, counters), Metrics: metrics.Handler(),
 		Settings: map[string]any{"admin_listen": []string{cfg.admin}, "proxy_listen": proxyListen(cfg),
 			"status_listen": []string{cfg.status}, "cluster_listen": cfg.cluster, "prefix": cfg.dataDir},
 	})

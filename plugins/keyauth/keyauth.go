@@ -81,14 +81,7 @@ func (h *handler) Access(ctx *plugins.Context) {
 		return
 	}
 	if h.anonymous != "" {
-		st := ctx.State
-		anon := st.Find(fsm.Consumers, h.anonymous)
-		if anon == nil {
-			ctx.Error(500, "anonymous consumer "+h.anonymous+" is configured but doesn't exist")
-			return
-		}
-		ctx.SetConsumer(anon.View.(*fsm.Consumer), "")
-		ctx.Req.SetHeader("X-Anonymous-Consumer", "true")
+		ctx.SetAnonymous(h.anonymous)
 		return
 	}
 	ctx.Error(status, msg, h.challenge)
