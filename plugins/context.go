@@ -20,6 +20,7 @@ type Request interface {
 	QueryCount(name string) int
 	DelQuery(name string)
 	VisitQuery(fn func(key, value string))
+	VisitHeaders(fn func(key, value string))
 	ContentType() string
 	Body() []byte
 	SetBody(b []byte)
@@ -70,6 +71,8 @@ type Context struct {
 	// "error" (the proxy). Both are set for the log phase.
 	Upstream time.Duration
 	Source   string
+	// TLS is whether the client connected over TLS.
+	TLS bool
 
 	exit        *Exit
 	respHeaders [][2]string
@@ -82,7 +85,7 @@ type Context struct {
 // Reset clears the context for reuse.
 func (c *Context) Reset() {
 	c.Req, c.Resp, c.State, c.Route, c.Service, c.Consumer, c.Plugin = nil, nil, nil, nil, nil, nil, nil
-	c.CredentialID, c.RequestID, c.Source, c.Upstream = "", "", "", 0
+	c.CredentialID, c.RequestID, c.Source, c.Upstream, c.TLS = "", "", "", 0, false
 	c.exit = nil
 	c.respHeaders = c.respHeaders[:0]
 	c.vars = [4]struct {

@@ -50,6 +50,10 @@ func (r *fastRequest) VisitQuery(fn func(key, value string)) {
 	r.ctx.QueryArgs().VisitAll(func(k, v []byte) { fn(string(k), string(v)) })
 }
 
+func (r *fastRequest) VisitHeaders(fn func(key, value string)) {
+	r.ctx.Request.Header.VisitAll(func(k, v []byte) { fn(string(k), string(v)) })
+}
+
 func (r *fastRequest) ContentType() string { return string(r.ctx.Request.Header.ContentType()) }
 func (r *fastRequest) Body() []byte        { return r.ctx.Request.Body() }
 func (r *fastRequest) SetBody(b []byte)    { r.ctx.Request.SetBody(b) }

@@ -27,6 +27,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/log"
 	"github.com/gatehouse-gw/gatehouse/plugins"
 	"github.com/gatehouse-gw/gatehouse/plugins/basicauth"
+	"github.com/gatehouse-gw/gatehouse/plugins/httplog"
 	"github.com/gatehouse-gw/gatehouse/plugins/keyauth"
 	"github.com/gatehouse-gw/gatehouse/plugins/prometheus"
 	"github.com/gatehouse-gw/gatehouse/plugins/proxycache"
@@ -85,6 +86,7 @@ func newRegistry(cache *proxycache.Store, counters *ratelimiting.Store, metrics 
 		keyauth.Definition(),
 		basicauth.Definition(),
 		prometheus.Definition(metrics),
+		httplog.Definition(httplog.NewQueues()),
 		ratelimiting.Definition(counters),
 		ratelimiting.AdvancedDefinition(counters),
 		proxycache.Definition(cache),
