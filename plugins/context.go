@@ -15,10 +15,15 @@ type Request interface {
 	Host() string
 	Header(name string) (string, bool)
 	SetHeader(name, value string) // on the request sent upstream
+	AddHeader(name, value string) // another value, after any there are
 	DelHeader(name string)
 	Query(name string) (string, bool)
 	QueryCount(name string) int
+	SetQuery(name, value string)
+	AddQuery(name, value string)
 	DelQuery(name string)
+	SetMethod(method string)  // the method sent upstream
+	SetUpstreamPath(p string) // the path sent upstream, instead of the routed one
 	VisitQuery(fn func(key, value string))
 	VisitHeaders(fn func(key, value string))
 	ContentType() string

@@ -12,6 +12,7 @@ type fastRequest struct {
 	ctx        *fasthttp.RequestCtx
 	queryDirty bool
 	clientIP   string
+	upPath     string // set by a plugin: the upstream path to use
 }
 
 var _ plugins.Request = (*fastRequest)(nil)
@@ -30,6 +31,19 @@ func (r *fastRequest) Header(name string) (string, bool) {
 
 func (r *fastRequest) SetHeader(name, value string) { r.ctx.Request.Header.Set(name, value) }
 func (r *fastRequest) DelHeader(name string)        { r.ctx.Request.Header.Del(name) }
+func (r *fastRequest) AddHeader(name, value string) { r.ctx.Request.Header.Add(name, value) }
+func (r *fastRequest) SetMethod(m string)           { r.ctx.Request.Header.SetMethod(m) }
+func (r *fastRequest) SetUpstreamPath(p string)     { r.upPath = p }
+
+func (r *fastRequest) SetQuery(name, value string) {
+	r.ctx.QueryArgs().Set(name, value)
+	r.queryDirty = true
+}
+
+func (r *fastRequest) AddQuery(name, value string) {
+	r.ctx.QueryArgs().Add(name, value)
+	r.queryDirty = true
+}
 
 func (r *fastRequest) Query(name string) (string, bool) {
 	args := r.ctx.QueryArgs()

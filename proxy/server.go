@@ -390,6 +390,9 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, sn *snapshot, ri *routeInfo, m
 	req := &ctx.Request
 
 	upPath := router.UpstreamPath(svc.Path, m)
+	if fr.upPath != "" {
+		upPath = fr.upPath
+	}
 	query := ctx.URI().QueryString()
 	if fr.queryDirty {
 		query = ctx.QueryArgs().QueryString()

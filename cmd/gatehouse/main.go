@@ -32,6 +32,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/plugins/prometheus"
 	"github.com/gatehouse-gw/gatehouse/plugins/proxycache"
 	"github.com/gatehouse-gw/gatehouse/plugins/ratelimiting"
+	"github.com/gatehouse-gw/gatehouse/plugins/requesttransformer"
 	"github.com/gatehouse-gw/gatehouse/proxy"
 	"github.com/gatehouse-gw/gatehouse/proxy/router"
 )
@@ -87,6 +88,7 @@ func newRegistry(cache *proxycache.Store, counters *ratelimiting.Store, metrics 
 		basicauth.Definition(),
 		prometheus.Definition(metrics),
 		httplog.Definition(httplog.NewQueues()),
+		requesttransformer.Definition(),
 		ratelimiting.Definition(counters),
 		ratelimiting.AdvancedDefinition(counters),
 		proxycache.Definition(cache),
