@@ -113,7 +113,7 @@ func (p perm) String() string { return p.entity + ":" + p.op }
 var collections = map[string]string{
 	"services": "services", "routes": "routes", "consumers": "consumers", "plugins": "plugins",
 	"upstreams": "upstreams", "targets": "targets", "key-auth": "credentials", "key-auths": "credentials",
-	"basic-auth": "credentials", "basic-auths": "credentials",
+	"basic-auth": "credentials", "basic-auths": "credentials", "jwt": "credentials", "jwts": "credentials",
 	"certificates": "certificates", "snis": "certificates", "ca_certificates": "certificates",
 	"rbac": "rbac", "cluster": "cluster", "proxy-cache": "proxy-cache", "audit": "audit",
 	"rate-limits": "plugins",

@@ -58,7 +58,7 @@ func (s *Server) configApply(w http.ResponseWriter, r *http.Request) {
 	}
 	var cmds []*fsm.Command
 	kinds := []string{fsm.Certificates, fsm.CACertificates, fsm.SNIs, fsm.Services, fsm.Routes, fsm.Consumers, fsm.Upstreams,
-		fsm.Targets, fsm.KeyAuths, fsm.BasicAuths, fsm.Plugins}
+		fsm.Targets, fsm.KeyAuths, fsm.BasicAuths, fsm.JWTSecrets, fsm.Plugins}
 	for i := len(kinds) - 1; i >= 0; i-- { // children first
 		cur.Walk(kinds[i], "", func(e *fsm.Entity) bool {
 			if !want[e.Kind+"\x00"+e.ID] && hasTags(cur, e, selectTags) {

@@ -35,7 +35,7 @@ func (s *Server) entityRoutes() {
 	top := []struct{ kind, path string }{
 		{fsm.Services, "/services"}, {fsm.Routes, "/routes"}, {fsm.Consumers, "/consumers"},
 		{fsm.Plugins, "/plugins"}, {fsm.Upstreams, "/upstreams"}, {fsm.KeyAuths, "/key-auths"},
-		{fsm.BasicAuths, "/basic-auths"}, {fsm.Certificates, "/certificates"}, {fsm.SNIs, "/snis"},
+		{fsm.BasicAuths, "/basic-auths"}, {fsm.JWTSecrets, "/jwts"}, {fsm.Certificates, "/certificates"}, {fsm.SNIs, "/snis"},
 		{fsm.CACertificates, "/ca_certificates"},
 	}
 	nested := []struct {
@@ -47,6 +47,7 @@ func (s *Server) entityRoutes() {
 		{"/consumers", fsm.Consumers, "consumer", fsm.Plugins, "plugins"},
 		{"/consumers", fsm.Consumers, "consumer", fsm.KeyAuths, "key-auth"},
 		{"/consumers", fsm.Consumers, "consumer", fsm.BasicAuths, "basic-auth"},
+		{"/consumers", fsm.Consumers, "consumer", fsm.JWTSecrets, "jwt"},
 		{"/upstreams", fsm.Upstreams, "upstream", fsm.Targets, "targets"},
 		{"/certificates", fsm.Certificates, "certificate", fsm.SNIs, "snis"},
 	}
@@ -71,6 +72,7 @@ func (s *Server) entityRoutes() {
 	s.foreignEndpoint("/routes/{id}/service", fsm.Routes, "service", fsm.Services)
 	s.foreignEndpoint("/key-auths/{id}/consumer", fsm.KeyAuths, "consumer", fsm.Consumers)
 	s.foreignEndpoint("/basic-auths/{id}/consumer", fsm.BasicAuths, "consumer", fsm.Consumers)
+	s.foreignEndpoint("/jwts/{id}/consumer", fsm.JWTSecrets, "consumer", fsm.Consumers)
 	for _, f := range []struct{ field, kind string }{{"route", fsm.Routes}, {"service", fsm.Services}, {"consumer", fsm.Consumers}} {
 		s.foreignEndpoint("/plugins/{id}/"+f.field, fsm.Plugins, f.field, f.kind)
 	}
@@ -462,6 +464,15 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, c *collection, op
 		if c.kind == fsm.KeyAuths && (op == log.OpCreate || op == log.OpUpsert && fsm.IsUUID(urlKey)) {
 			if _, has := body["key"]; !has {
 				body["key"] = randomKey()
+			}
+		}
+		// And a jwt credential gets a key and a secret (chosen here, so
+		// every node folds the same ones).
+		if c.kind == fsm.JWTSecrets && (op == log.OpCreate || op == log.OpUpsert && existing == nil) {
+			for _, f := range []string{"key", "secret"} {
+				if v, has := body[f]; !has || v == nil {
+					body[f] = randomKey()
+				}
 			}
 		}
 	}

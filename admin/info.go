@@ -80,6 +80,8 @@ func entityName(n string) string {
 		return fsm.KeyAuths
 	case "basic-auths", "basic-auth", "basicauth_credentials":
 		return fsm.BasicAuths
+	case "jwts", "jwt", "jwt_secrets":
+		return fsm.JWTSecrets
 	}
 	return n
 }

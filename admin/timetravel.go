@@ -27,7 +27,8 @@ func (s *Server) configDump(w http.ResponseWriter, r *http.Request) {
 		consumers, _ := doc["consumers"].([]any)
 		for _, c := range consumers {
 			cm := c.(map[string]any)
-			for field, kind := range map[string]string{"keyauth_credentials": fsm.KeyAuths, "basicauth_credentials": fsm.BasicAuths} {
+			for field, kind := range map[string]string{"keyauth_credentials": fsm.KeyAuths, "basicauth_credentials": fsm.BasicAuths,
+				"jwt_secrets": fsm.JWTSecrets} {
 				creds, _ := cm[field].([]any)
 				for i, k := range creds {
 					creds[i] = fsm.Redact(kind, k.(map[string]any), salt)

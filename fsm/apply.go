@@ -442,6 +442,8 @@ func entityChecks(kind string, d map[string]any, errs schema.Errors) {
 		checkRoute(d, errs)
 	case Certificates:
 		certChecks(d, errs)
+	case JWTSecrets:
+		jwtChecks(d, errs)
 	case Consumers:
 		if str(d, "username") == "" && str(d, "custom_id") == "" {
 			errs.AddEntity("at least one of these fields must be non-empty: 'custom_id', 'username'")

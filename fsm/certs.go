@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/google/uuid"
 
@@ -133,6 +134,43 @@ func keyType(k any) string {
 		return "ed25519"
 	}
 	return fmt.Sprintf("%T", k)
+}
+
+// parsePublicKey reads a PEM public key (PKIX, or PKCS#1 RSA), or the key
+// of a PEM certificate.
+func parsePublicKey(s string) (any, error) {
+	b, _ := pem.Decode([]byte(s))
+	if b == nil {
+		return nil, fmt.Errorf("not PEM")
+	}
+	switch b.Type {
+	case "CERTIFICATE":
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		return c.PublicKey, nil
+	case "RSA PUBLIC KEY":
+		return x509.ParsePKCS1PublicKey(b.Bytes)
+	}
+	return x509.ParsePKIXPublicKey(b.Bytes)
+}
+
+// jwtChecks: a public-key algorithm needs a valid rsa_public_key (Kong's
+// field name, whatever the key type).
+func jwtChecks(d map[string]any, errs schema.Errors) {
+	alg := str(d, "algorithm")
+	if strings.HasPrefix(alg, "HS") {
+		return
+	}
+	pk := str(d, "rsa_public_key")
+	if pk == "" {
+		errs["rsa_public_key"] = "required field missing"
+		return
+	}
+	if _, err := parsePublicKey(pk); err != nil {
+		errs.AddEntity("'rsa_public_key' format is invalid")
+	}
 }
 
 // caDigest fills a CA certificate's cert_digest: the hex SHA-256 of its DER

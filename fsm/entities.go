@@ -17,6 +17,7 @@ const (
 	Targets      = "targets"
 	KeyAuths     = "keyauth_credentials"
 	BasicAuths   = "basicauth_credentials"
+	JWTSecrets   = "jwt_secrets"
 	Certificates = "certificates"
 	SNIs         = "snis"
 	// CACertificates is Kong's ca_certificates: CAs a service trusts.
@@ -30,7 +31,7 @@ const (
 // Kinds lists every entity kind in dependency order: a kind only references
 // kinds before it. Snapshots and declarative exports use this order.
 var Kinds = []string{Certificates, CACertificates, SNIs, Services, Routes, Consumers, Upstreams, Targets, KeyAuths, BasicAuths,
-	Plugins, RBACRoles, Teams, Admins}
+	JWTSecrets, Plugins, RBACRoles, Teams, Admins}
 
 var (
 	nameRe   = regexp.MustCompile(`^[\w.\-~\x{80}-\x{10FFFF}]+$`)
@@ -352,6 +353,20 @@ var basicAuthSchema = &schema.Schema{Name: BasicAuths, Fields: []*schema.Field{
 	tagsField(),
 }}
 
+// jwtSecretSchema is Kong's jwt credential: the key a token names (in its
+// iss claim by default) and what verifies its signature, a shared secret
+// or a public key.
+var jwtSecretSchema = &schema.Schema{Name: JWTSecrets, Fields: []*schema.Field{
+	idField(), tsField("created_at"),
+	foreign("consumer", Consumers, true),
+	{Name: "key", Type: schema.String, Unique: true, MinLen: 1},
+	{Name: "secret", Type: schema.String, Secret: true},
+	{Name: "rsa_public_key", Type: schema.String},
+	{Name: "algorithm", Type: schema.String, Default: "HS256", OneOf: []string{"HS256", "HS384", "HS512",
+		"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA"}},
+	tagsField(),
+}}
+
 // Roles are the predefined admin roles (Konnect's model).
 var Roles = []string{"super-admin", "admin", "operator", "read-only", "auditor"}
 
@@ -398,13 +413,14 @@ var Schemas = map[string]*schema.Schema{
 	Upstreams: upstreamSchema, Targets: targetSchema, KeyAuths: keyAuthSchema, Admins: adminSchema,
 	Teams: teamSchema, RBACRoles: roleSchema, BasicAuths: basicAuthSchema,
 	Certificates: certificateSchema, SNIs: sniSchema, CACertificates: caCertificateSchema,
+	JWTSecrets: jwtSecretSchema,
 }
 
 // endpointKeys is the field a non-UUID URL key is looked up by.
 var endpointKeys = map[string]string{
 	Services: "name", Routes: "name", Consumers: "username", Plugins: "instance_name",
 	Upstreams: "name", Targets: "target", KeyAuths: "key", Admins: "username",
-	Teams: "name", RBACRoles: "name", BasicAuths: "username", SNIs: "name",
+	Teams: "name", RBACRoles: "name", BasicAuths: "username", SNIs: "name", JWTSecrets: "key",
 }
 
 // EndpointKey returns the field a non-UUID URL key of kind is matched against.
@@ -415,7 +431,7 @@ var uniqueFields = map[string][]string{
 	Services: {"name"}, Routes: {"name"}, Consumers: {"username", "custom_id"}, Plugins: {"instance_name"},
 	Upstreams: {"name"}, KeyAuths: {"key"}, Admins: {"username", "token_hash"},
 	Teams: {"name"}, RBACRoles: {"name"}, BasicAuths: {"username"}, SNIs: {"name"},
-	CACertificates: {"cert_digest"},
+	CACertificates: {"cert_digest"}, JWTSecrets: {"key"},
 }
 
 // foreignFields lists each kind's references, and what happens to the
@@ -431,6 +447,7 @@ var foreignFields = map[string][]foreignRef{
 	Targets:    {{"upstream", Upstreams, true}},
 	KeyAuths:   {{"consumer", Consumers, true}},
 	BasicAuths: {{"consumer", Consumers, true}},
+	JWTSecrets: {{"consumer", Consumers, true}},
 	SNIs:       {{"certificate", Certificates, true}},
 	Services:   {{"client_certificate", Certificates, false}},
 }

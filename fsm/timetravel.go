@@ -330,7 +330,7 @@ func revert(t *txn, cur *State, backs []back) []Change {
 // configuration, not who may change it (restoring RBAC could lock the
 // operator out, or back in someone who was removed).
 var restorable = []string{Certificates, CACertificates, SNIs, Services, Routes, Consumers, Upstreams, Targets, KeyAuths,
-	BasicAuths, Plugins}
+	BasicAuths, JWTSecrets, Plugins}
 
 // PlanRestore is RestorePayload, remembering the entities it encoded: when
 // this node (the leader) then applies the event, it uses them instead of

@@ -188,6 +188,11 @@ func buildView(kind string, d map[string]any, compiled any) any {
 		ca := &CACertificate{ID: str(d, "id")}
 		ca.Cert, _, _ = parseCert(str(d, "cert"))
 		return ca
+	case JWTSecrets:
+		j := &JWTSecret{ID: str(d, "id"), ConsumerID: ref(d, "consumer"), Key: str(d, "key"),
+			Secret: str(d, "secret"), Algorithm: str(d, "algorithm")}
+		j.PublicKey, _ = parsePublicKey(str(d, "rsa_public_key"))
+		return j
 	case BasicAuths:
 		return &BasicAuth{ID: str(d, "id"), ConsumerID: ref(d, "consumer"), Username: str(d, "username"),
 			PasswordHash: str(d, "password")}
@@ -217,6 +222,13 @@ type SNI struct {
 type CACertificate struct {
 	ID   string
 	Cert *x509.Certificate
+}
+
+// JWTSecret is a jwt credential: Secret verifies HS* tokens, PublicKey
+// (parsed from rsa_public_key) the others.
+type JWTSecret struct {
+	ID, ConsumerID, Key, Secret, Algorithm string
+	PublicKey                              any
 }
 
 // BasicAuth is a basic-auth credential; PasswordHash is HashPassword's.

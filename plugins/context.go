@@ -1,6 +1,7 @@
 package plugins
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/fsm"
@@ -106,6 +107,18 @@ func (c *Context) Exit(e *Exit) { c.exit = e }
 // Error ends the request with Kong's standard error body.
 func (c *Context) Error(status int, message string, headers ...[2]string) {
 	c.exit = &Exit{Status: status, Message: message, Headers: headers}
+}
+
+// ExitJSON ends the request with v as a JSON body (Kong's exits with a
+// table, e.g. the jwt plugin's claim errors).
+func (c *Context) ExitJSON(status int, v any, headers ...[2]string) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		c.Error(500, "An unexpected error occurred")
+		return
+	}
+	headers = append(headers, [2]string{"Content-Type", "application/json; charset=utf-8"})
+	c.exit = &Exit{Status: status, Body: b, Headers: headers}
 }
 
 // Exited returns the exit set by a plugin, or nil.

@@ -28,6 +28,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/plugins"
 	"github.com/gatehouse-gw/gatehouse/plugins/basicauth"
 	"github.com/gatehouse-gw/gatehouse/plugins/httplog"
+	"github.com/gatehouse-gw/gatehouse/plugins/jwt"
 	"github.com/gatehouse-gw/gatehouse/plugins/keyauth"
 	"github.com/gatehouse-gw/gatehouse/plugins/prometheus"
 	"github.com/gatehouse-gw/gatehouse/plugins/proxycache"
@@ -86,6 +87,7 @@ func newRegistry(cache *proxycache.Store, counters *ratelimiting.Store, metrics 
 	return plugins.NewRegistry(
 		keyauth.Definition(),
 		basicauth.Definition(),
+		jwt.Definition(),
 		prometheus.Definition(metrics),
 		httplog.Definition(httplog.NewQueues()),
 		requesttransformer.Definition(),

@@ -96,6 +96,12 @@ func Dump(s *fsm.State) map[string]any {
 				return true
 			})
 			put(out, "basicauth_credentials", bs)
+			var js []any
+			s.Children(fsm.Consumers, c.ID, fsm.JWTSecrets, func(j *fsm.Entity) bool {
+				js = append(js, clean(j.Data, "consumer"))
+				return true
+			})
+			put(out, "jwt_secrets", js)
 			s.Children(fsm.Consumers, c.ID, fsm.Plugins, func(p *fsm.Entity) bool {
 				if owner(p) == "consumer" {
 					ps = append(ps, clean(p.Data, "consumer"))

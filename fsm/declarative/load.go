@@ -100,12 +100,13 @@ var sections = map[string]section{
 	"services": {fsm.Services, map[string]string{"routes": "service", "plugins": "service"}},
 	"routes":   {fsm.Routes, map[string]string{"plugins": "route"}},
 	"consumers": {fsm.Consumers, map[string]string{"plugins": "consumer", "keyauth_credentials": "consumer",
-		"basicauth_credentials": "consumer"}},
+		"basicauth_credentials": "consumer", "jwt_secrets": "consumer"}},
 	"upstreams":             {fsm.Upstreams, map[string]string{"targets": "upstream"}},
 	"targets":               {fsm.Targets, nil},
 	"plugins":               {fsm.Plugins, nil},
 	"keyauth_credentials":   {fsm.KeyAuths, nil},
 	"basicauth_credentials": {fsm.BasicAuths, nil},
+	"jwt_secrets":           {fsm.JWTSecrets, nil},
 	"certificates":          {fsm.Certificates, map[string]string{"snis": "certificate"}},
 	"snis":                  {fsm.SNIs, nil},
 	"ca_certificates":       {fsm.CACertificates, nil},
@@ -113,7 +114,7 @@ var sections = map[string]section{
 
 // unsupported are Kong's declarative sections Gatehouse has no entity for
 // yet: refused by name rather than as unknown.
-var unsupported = []string{"vaults", "acls", "hmacauth_credentials", "jwt_secrets", "oauth2_credentials", "mtls_auth_credentials", "consumer_groups",
+var unsupported = []string{"vaults", "acls", "hmacauth_credentials", "oauth2_credentials", "mtls_auth_credentials", "consumer_groups",
 	"filter_chains", "keys", "key_sets", "partials", "licenses", "workspaces"}
 
 // idNamespace scopes the ids generated for entities a document gives none:
@@ -155,7 +156,7 @@ func Load(doc map[string]any) (items []Item, selectTags []string, problems []Pro
 	l := loader{names: map[string]map[string]string{}}
 	// Parents first, whatever order the document uses.
 	order := []string{"certificates", "ca_certificates", "snis", "services", "routes", "consumers", "upstreams", "targets",
-		"keyauth_credentials", "basicauth_credentials", "plugins"}
+		"keyauth_credentials", "basicauth_credentials", "jwt_secrets", "plugins"}
 	for _, k := range keys {
 		switch {
 		case strings.HasPrefix(k, "_"):

@@ -144,7 +144,7 @@ run_deck() {
 # consumers, plugins, upstreams, targets, key-auth and basic-auth
 # credentials, certificates, SNIs, CA certificates, tags, schemas, the
 # root endpoint).
-gokong_tests='^Test(Service|Route|Consumer|Plugin|Upstream|Target|KeyAuth|BasicAuth|Certificate|CACertificate|SNI|Tag|Schema|Root|Info|Status|Kong|Fill|Version)'
+gokong_tests='^Test(Service|Route|Consumer|Plugin|Upstream|Target|KeyAuth|BasicAuth|JWT|Certificate|CACertificate|SNI|Tag|Schema|Root|Info|Status|Kong|Fill|Version)'
 gk_pass=0 gk_fail=0 gk_skip=0 gk_known=0
 known=$(grep -v '^#' "$here/gokong-known-failures.txt" | awk 'NF {print $1}')
 run_gokong() {
