@@ -209,3 +209,60 @@ func findNamed(t *testing.T, list any, field, value string) map[string]any {
 	t.Errorf("no element with %s=%q in %v", field, value, list)
 	return map[string]any{}
 }
+
+// TestDeclarativeSelectTags: with _info.select_tags a document owns only
+// the entities carrying its tags, so two teams can each apply their own
+// file without deleting the other's.
+func TestDeclarativeSelectTags(t *testing.T) {
+	n := harness.Start(t, harness.Options{NodeID: "select-tags"})
+	a := admin{n}
+	a.create(t, "/services", map[string]any{"name": "untagged", "url": "http://127.0.0.1:9/"})
+	apply := func(doc string) {
+		t.Helper()
+		r := harness.Raw(t, http.MethodPost, n.Admin("/config"), "application/yaml", []byte(doc))
+		harness.ExpectStatus(t, r, http.StatusCreated)
+	}
+	apply(`_format_version: "3.0"
+_info: {select_tags: [team-a]}
+services:
+- {name: a1, url: "http://127.0.0.1:9/a1"}
+- {name: a2, url: "http://127.0.0.1:9/a2"}
+`)
+	apply(`_format_version: "3.0"
+_info: {select_tags: [team-b]}
+services:
+- {name: b1, url: "http://127.0.0.1:9/b1"}
+`)
+	names := func() map[string][]any {
+		out := map[string][]any{}
+		for _, s := range a.get(t, "/services").Data(t) {
+			tags, _ := s["tags"].([]any)
+			out[s["name"].(string)] = tags
+		}
+		return out
+	}
+	got := names()
+	for _, want := range []string{"untagged", "a1", "a2", "b1"} {
+		if _, ok := got[want]; !ok {
+			t.Errorf("after both teams applied, service %s is missing: %v", want, got)
+		}
+	}
+	if fmt.Sprint(got["a1"]) != "[team-a]" || fmt.Sprint(got["b1"]) != "[team-b]" {
+		t.Errorf("select tags not added to the entities: %v", got)
+	}
+	// Team A drops a2: only team A's entities are replaced.
+	apply(`_format_version: "3.0"
+_info: {select_tags: [team-a]}
+services:
+- {name: a1, url: "http://127.0.0.1:9/a1"}
+`)
+	got = names()
+	if _, ok := got["a2"]; ok {
+		t.Errorf("a2 survived its team's new file: %v", got)
+	}
+	for _, want := range []string{"untagged", "a1", "b1"} {
+		if _, ok := got[want]; !ok {
+			t.Errorf("team A's apply removed %s: %v", want, got)
+		}
+	}
+}
