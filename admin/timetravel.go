@@ -17,27 +17,13 @@ func (s *Server) configDump(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	doc := declarative.Dump(st)
+	var redact func(kind string, d map[string]any) map[string]any
 	if !s.mayRead(r, "credentials") {
 		salt := s.cfg.Store.State().Salt()
-		certs, _ := doc["certificates"].([]any)
-		for i, c := range certs {
-			certs[i] = fsm.Redact(fsm.Certificates, c.(map[string]any), salt)
-		}
-		consumers, _ := doc["consumers"].([]any)
-		for _, c := range consumers {
-			cm := c.(map[string]any)
-			for field, kind := range map[string]string{"keyauth_credentials": fsm.KeyAuths, "basicauth_credentials": fsm.BasicAuths,
-				"jwt_secrets": fsm.JWTSecrets} {
-				creds, _ := cm[field].([]any)
-				for i, k := range creds {
-					creds[i] = fsm.Redact(kind, k.(map[string]any), salt)
-				}
-			}
-		}
+		redact = func(kind string, d map[string]any) map[string]any { return fsm.Redact(kind, d, salt) }
 	}
 	w.Header().Set("X-Gatehouse-Config-Index", strconv.FormatUint(st.Index, 10))
-	b, err := declarative.Marshal(doc)
+	b, err := declarative.RenderJSON(st, redact)
 	if err != nil {
 		message(w, 500, "An unexpected error occurred")
 		return

@@ -1,18 +1,11 @@
-// Package declarative renders (and, later, reads) Kong's declarative
-// configuration format: the document decK and kong.yaml use, with
-// services holding their routes and plugins, consumers their credentials
-// and plugins, upstreams their targets.
+// Package declarative reads and writes Kong's declarative configuration
+// format: the document decK and kong.yaml use, with services holding their
+// routes and plugins, consumers their credentials and plugins, upstreams
+// their targets.
 package declarative
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
-	"runtime"
-	"sort"
 	"sync"
-
-	fastjson "github.com/segmentio/encoding/json"
 
 	"github.com/gatehouse-gw/gatehouse/fsm"
 )
@@ -194,82 +187,4 @@ func put(m map[string]any, k string, list []any) {
 	if len(list) > 0 {
 		m[k] = list
 	}
-}
-
-// Marshal encodes a document as encoding/json does (the same bytes: keys
-// sorted, HTML escaped), encoding the elements of its long lists in
-// parallel: a configuration of 100,000 entities is about 20 MB of JSON,
-// and one core takes most of a second for it. The elements go through
-// segmentio/encoding/json, a drop-in encoding/json that is about two and
-// a half times faster on entity maps (goccy/go-json and json-iterator
-// write 1e-07 where encoding/json writes 1e-7; the test holds this one to
-// encoding/json's bytes).
-func Marshal(doc map[string]any) ([]byte, error) {
-	keys := make([]string, 0, len(doc))
-	for k := range doc {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var out bytes.Buffer
-	out.WriteByte('{')
-	for i, k := range keys {
-		if i > 0 {
-			out.WriteByte(',')
-		}
-		kb, _ := json.Marshal(k)
-		out.Write(kb)
-		out.WriteByte(':')
-		list, ok := doc[k].([]any)
-		if !ok || len(list) < 2048 {
-			vb, err := json.Marshal(doc[k])
-			if err != nil {
-				return nil, err
-			}
-			out.Write(vb)
-			continue
-		}
-		workers := runtime.GOMAXPROCS(0)
-		parts := make([][]byte, workers)
-		errs := make([]error, workers)
-		var wg sync.WaitGroup
-		for w := 0; w < workers; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				lo, hi := len(list)*w/workers, len(list)*(w+1)/workers
-				var b bytes.Buffer
-				for j := lo; j < hi; j++ {
-					if j > lo {
-						b.WriteByte(',')
-					}
-					vb, err := fastjson.Marshal(list[j])
-					if err != nil {
-						errs[w] = err
-						return
-					}
-					b.Write(vb)
-				}
-				parts[w] = b.Bytes()
-			}()
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
-			return nil, err
-		}
-		out.WriteByte('[')
-		first := true
-		for _, p := range parts {
-			if len(p) == 0 {
-				continue
-			}
-			if !first {
-				out.WriteByte(',')
-			}
-			out.Write(p)
-			first = false
-		}
-		out.WriteByte(']')
-	}
-	out.WriteByte('}')
-	return out.Bytes(), nil
 }

@@ -7,7 +7,9 @@ import (
 	"testing"
 )
 
-func TestMarshalIsEncodingJSON(t *testing.T) {
+// appendValue must write encoding/json's bytes for every value entity data
+// can hold, including the ones where fast encoders differ.
+func TestAppendValueIsEncodingJSON(t *testing.T) {
 	var services, consumers []any
 	for i := 0; i < 5000; i++ {
 		services = append(services, map[string]any{"name": fmt.Sprintf("svc-<%d>&", i), "port": float64(i),
@@ -37,12 +39,12 @@ func TestMarshalIsEncodingJSON(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := Marshal(doc)
+		got, err := appendValue(nil, map[string]any(doc))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got, want) {
-			t.Errorf("Marshal differs from encoding/json (%d vs %d bytes)", len(got), len(want))
+			t.Errorf("appendValue differs from encoding/json (%d vs %d bytes)", len(got), len(want))
 		}
 	}
 }

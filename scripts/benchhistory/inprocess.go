@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -97,7 +96,8 @@ func inProcess(seed, dir string, last uint64, profDir string) error {
 			return err
 		}
 		if err := step(fmt.Sprintf("dump-json-%d", at), func() error {
-			return json.NewEncoder(io.Discard).Encode(declarative.Dump(s))
+			_, err := declarative.RenderJSON(s, nil)
+			return err
 		}); err != nil {
 			return err
 		}
