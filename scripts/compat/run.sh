@@ -167,6 +167,15 @@ run_gokong() {
 		start_node || return
 		out=$(KONG_ADMIN_URL=$admin "$work/kong.test" -test.v -test.run "^${t}\$" 2>&1)
 		stop_node
+		if ! echo "$out" | grep -q -- "^--- \(PASS\|FAIL\|SKIP\): $t"; then
+			# No verdict at all (the test binary or the node died): show
+			# why, then run it once more on a fresh node.
+			echo "  retry $t: no result the first time:"
+			echo "$out" | tail -15 | sed 's/^/        /'
+			start_node || return
+			out=$(KONG_ADMIN_URL=$admin "$work/kong.test" -test.v -test.run "^${t}\$" 2>&1)
+			stop_node
+		fi
 		if echo "$out" | grep -q -- "^--- FAIL: $t"; then
 			if echo "$known" | grep -qx "$t"; then
 				gk_known=$((gk_known + 1))
@@ -185,6 +194,7 @@ run_gokong() {
 		else
 			gk_fail=$((gk_fail + 1))
 			failed+=("$t (no result)")
+			echo "$out" | tail -15 | sed 's/^/        /'
 		fi
 	done
 	cd "$root" || return
