@@ -119,54 +119,73 @@ func (h *handler) Access(ctx *plugins.Context) {
 	}
 }
 
-func (h *handler) headers(r plugins.Request) {
-	for _, p := range h.remove.headers {
-		r.DelHeader(p.name)
+// fields is one part of a request as name/value pairs: its headers, its
+// query string or a form body. Kong's operations are the same on each.
+type fields interface {
+	get(name string) (string, bool)
+	set(name, value string)
+	add(name, value string)
+	del(name string)
+}
+
+type headerFields struct{ r plugins.Request }
+
+func (f headerFields) get(n string) (string, bool) { return f.r.Header(n) }
+func (f headerFields) set(n, v string)             { f.r.SetHeader(n, v) }
+func (f headerFields) add(n, v string)             { f.r.AddHeader(n, v) }
+func (f headerFields) del(n string)                { f.r.DelHeader(n) }
+
+type queryFields struct{ r plugins.Request }
+
+func (f queryFields) get(n string) (string, bool) { return f.r.Query(n) }
+func (f queryFields) set(n, v string)             { f.r.SetQuery(n, v) }
+func (f queryFields) add(n, v string)             { f.r.AddQuery(n, v) }
+func (f queryFields) del(n string)                { f.r.DelQuery(n) }
+
+type formFields url.Values
+
+func (f formFields) get(n string) (string, bool) {
+	v, ok := f[n]
+	return url.Values(f).Get(n), ok && len(v) > 0
+}
+func (f formFields) set(n, v string) { url.Values(f).Set(n, v) }
+func (f formFields) add(n, v string) { url.Values(f).Add(n, v) }
+func (f formFields) del(n string)    { url.Values(f).Del(n) }
+
+// transform applies Kong's operations, in Kong's order: remove, rename
+// (when present), replace (only what is present), add (only what is
+// absent), append.
+func transform(f fields, remove, rename, replace, add, apnd []pair) {
+	for _, p := range remove {
+		f.del(p.name)
 	}
-	for _, p := range h.rename.headers {
-		if v, ok := r.Header(p.name); ok {
-			r.DelHeader(p.name)
-			r.SetHeader(p.value, v)
+	for _, p := range rename {
+		if v, ok := f.get(p.name); ok {
+			f.del(p.name)
+			f.set(p.value, v)
 		}
 	}
-	for _, p := range h.replace.headers {
-		if _, ok := r.Header(p.name); ok {
-			r.SetHeader(p.name, p.value)
+	for _, p := range replace {
+		if _, ok := f.get(p.name); ok {
+			f.set(p.name, p.value)
 		}
 	}
-	for _, p := range h.add.headers {
-		if _, ok := r.Header(p.name); !ok {
-			r.SetHeader(p.name, p.value)
+	for _, p := range add {
+		if _, ok := f.get(p.name); !ok {
+			f.set(p.name, p.value)
 		}
 	}
-	for _, p := range h.apnd.headers {
-		r.AddHeader(p.name, p.value)
+	for _, p := range apnd {
+		f.add(p.name, p.value)
 	}
 }
 
+func (h *handler) headers(r plugins.Request) {
+	transform(headerFields{r}, h.remove.headers, h.rename.headers, h.replace.headers, h.add.headers, h.apnd.headers)
+}
+
 func (h *handler) querystring(r plugins.Request) {
-	for _, p := range h.remove.query {
-		r.DelQuery(p.name)
-	}
-	for _, p := range h.rename.query {
-		if v, ok := r.Query(p.name); ok {
-			r.DelQuery(p.name)
-			r.SetQuery(p.value, v)
-		}
-	}
-	for _, p := range h.replace.query {
-		if _, ok := r.Query(p.name); ok {
-			r.SetQuery(p.name, p.value)
-		}
-	}
-	for _, p := range h.add.query {
-		if _, ok := r.Query(p.name); !ok {
-			r.SetQuery(p.name, p.value)
-		}
-	}
-	for _, p := range h.apnd.query {
-		r.AddQuery(p.name, p.value)
-	}
+	transform(queryFields{r}, h.remove.query, h.rename.query, h.replace.query, h.add.query, h.apnd.query)
 }
 
 func (h *handler) hasBodyOps() bool {
@@ -203,28 +222,7 @@ func (h *handler) body(r plugins.Request) {
 }
 
 func (h *handler) form(vals url.Values) {
-	for _, p := range h.remove.body {
-		vals.Del(p.name)
-	}
-	for _, p := range h.rename.body {
-		if v, ok := vals[p.name]; ok {
-			delete(vals, p.name)
-			vals[p.value] = v
-		}
-	}
-	for _, p := range h.replace.body {
-		if _, ok := vals[p.name]; ok {
-			vals.Set(p.name, p.value)
-		}
-	}
-	for _, p := range h.add.body {
-		if _, ok := vals[p.name]; !ok {
-			vals.Set(p.name, p.value)
-		}
-	}
-	for _, p := range h.apnd.body {
-		vals.Add(p.name, p.value)
-	}
+	transform(formFields(vals), h.remove.body, h.rename.body, h.replace.body, h.add.body, h.apnd.body)
 }
 
 func (h *handler) json(m map[string]any) {
