@@ -230,16 +230,9 @@ func (f *Fold) put(t *txn, s *State, now int64, cmd *Command, parent, old *Entit
 		}
 		delete(data, "config")
 	}
-	var snis []string
-	hasSNIs := false
-	if kind == Certificates {
-		var serrs schema.Errors
-		if snis, hasSNIs, serrs = takeSNIs(data); serrs != nil {
-			return SchemaError(serrs)
-		}
-	}
-	if kind == CACertificates {
-		delete(data, "cert_digest") // always derived from cert
+	snis, hasSNIs, serrs := takeDerived(kind, data)
+	if serrs != nil {
+		return SchemaError(serrs)
 	}
 	out, errs := Schemas[kind].Normalize(data, true)
 	if errs == nil {
@@ -311,13 +304,8 @@ func (f *Fold) CheckFields(kind string, body map[string]any) map[string]any {
 		}
 		delete(data, "config")
 	}
-	if kind == Certificates {
-		if _, _, serrs := takeSNIs(data); serrs != nil {
-			return map[string]any(serrs)
-		}
-	}
-	if kind == CACertificates {
-		delete(data, "cert_digest") // always derived from cert
+	if _, _, serrs := takeDerived(kind, data); serrs != nil {
+		return map[string]any(serrs)
 	}
 	out, errs := Schemas[kind].Normalize(data, true)
 	if errs == nil {

@@ -184,6 +184,19 @@ func caDigest(d map[string]any) {
 	d["cert_digest"] = hex.EncodeToString(sum[:])
 }
 
+// takeDerived removes from data what is not stored as sent: a
+// certificate's transient snis (returned, when present), a CA
+// certificate's cert_digest (always derived from its cert).
+func takeDerived(kind string, data map[string]any) (snis []string, hasSNIs bool, errs schema.Errors) {
+	switch kind {
+	case Certificates:
+		return takeSNIs(data)
+	case CACertificates:
+		delete(data, "cert_digest")
+	}
+	return nil, false, nil
+}
+
 // takeSNIs removes a certificate's transient snis field from data: Kong
 // accepts the names on the certificate and keeps them as SNI entities.
 // ok is false when the field is absent (the SNIs stay as they are).

@@ -11,7 +11,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/fsm"
 )
 
-// RenderJSON is Marshal(Dump(s)) without the document in between: each
+// RenderJSON is json.Marshal(Dump(s)) without the document in between (Dump, in the tests, builds it as maps): each
 // entity's JSON is written straight from its data, its nested entities
 // spliced in key order. At 100,000 entities the document of copied maps
 // was most of a dump's allocations. redact, when set, is applied to each
@@ -115,7 +115,7 @@ type child struct {
 	items []byte // elements, comma-separated; empty: the key is left out
 }
 
-// object writes e's data as Dump's clean does (no nulls, no timestamps,
+// object writes e's data as the reference Dump's clean does (no nulls, no timestamps,
 // not the omitted foreign key), with the children in key order.
 func (r *renderer) object(b []byte, e *fsm.Entity, omit string, children []child) ([]byte, error) {
 	d := e.Data

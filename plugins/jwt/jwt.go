@@ -5,6 +5,7 @@ package jwt
 
 import (
 	"encoding/base64"
+	"errors"
 	"strings"
 	"time"
 
@@ -148,48 +149,48 @@ func (h *handler) authenticate(ctx *plugins.Context) *failure {
 	if f != nil {
 		return f
 	}
-	// First without verifying: the key claim names the credential, whose
-	// algorithm and key then verify the token.
+	// One parse: the key function reads the key claim, which names the
+	// credential, and hands back its key; the credential's algorithm is
+	// the only one accepted. Registered claims are checked below, and
+	// only those the config asks for, as Kong does.
 	claims := gojwt.MapClaims{}
-	unverified, _, err := gojwt.NewParser().ParseUnverified(tok, claims)
-	if err != nil {
-		return &failure{status: 401, msg: "Bad token; " + err.Error()}
-	}
-	raw, present := claims[h.keyClaim]
-	if !present {
-		return &failure{status: 401, msg: "No mandatory '" + h.keyClaim + "' in claims"}
-	}
-	key, _ := raw.(string)
-	if key == "" {
-		return &failure{status: 401, msg: "Invalid '" + h.keyClaim + "' in claims"}
-	}
-	e := ctx.State.FindUnique(fsm.JWTSecrets, "key", key)
-	if e == nil {
-		return &failure{status: 401, msg: "No credentials found for given '" + h.keyClaim + "'"}
-	}
-	cred := e.View.(*fsm.JWTSecret)
-	if unverified.Method.Alg() != cred.Algorithm {
-		return &failure{status: 403, msg: "Invalid algorithm"}
-	}
-	var verifyKey any
-	if strings.HasPrefix(cred.Algorithm, "HS") {
-		secret := []byte(cred.Secret)
-		if h.base64Secret {
-			if secret, err = base64.StdEncoding.DecodeString(cred.Secret); err != nil {
-				return &failure{status: 403, msg: "Invalid key/secret"}
+	var refused *failure
+	var cred *fsm.JWTSecret
+	keyFor := func(t *gojwt.Token) (any, error) {
+		key, f := h.credential(ctx, claims)
+		if f != nil {
+			refused = f
+			return nil, errRefused
+		}
+		cred = key
+		if t.Method.Alg() != cred.Algorithm {
+			refused = &failure{status: 403, msg: "Invalid algorithm"}
+			return nil, errRefused
+		}
+		if strings.HasPrefix(cred.Algorithm, "HS") {
+			if !h.base64Secret {
+				return []byte(cred.Secret), nil
 			}
+			secret, err := base64.StdEncoding.DecodeString(cred.Secret)
+			if err != nil {
+				refused = &failure{status: 403, msg: "Invalid key/secret"}
+				return nil, errRefused
+			}
+			return secret, nil
 		}
-		verifyKey = secret
-	} else {
 		if cred.PublicKey == nil {
-			return &failure{status: 403, msg: "Invalid key/secret"}
+			refused = &failure{status: 403, msg: "Invalid key/secret"}
+			return nil, errRefused
 		}
-		verifyKey = cred.PublicKey
+		return cred.PublicKey, nil
 	}
-	// The signature only: registered claims are checked below, and only
-	// those the config asks for, as Kong does.
-	p := gojwt.NewParser(gojwt.WithValidMethods([]string{cred.Algorithm}), gojwt.WithoutClaimsValidation())
-	if _, err := p.Parse(tok, func(*gojwt.Token) (any, error) { return verifyKey, nil }); err != nil {
+	_, err := gojwt.NewParser(gojwt.WithoutClaimsValidation()).ParseWithClaims(tok, claims, keyFor)
+	switch {
+	case refused != nil:
+		return refused
+	case errors.Is(err, gojwt.ErrTokenMalformed):
+		return &failure{status: 401, msg: "Bad token; " + err.Error()}
+	case err != nil:
 		return &failure{status: 401, msg: "Invalid signature"}
 	}
 	now := time.Now()
@@ -218,10 +219,29 @@ func (h *handler) authenticate(ctx *plugins.Context) *failure {
 	}
 	ce := ctx.State.Get(fsm.Consumers, cred.ConsumerID)
 	if ce == nil {
-		return &failure{status: 401, msg: "Could not find consumer for '" + h.keyClaim + "=" + key + "'"}
+		return &failure{status: 401, msg: "Could not find consumer for '" + h.keyClaim + "=" + cred.Key + "'"}
 	}
 	ctx.SetConsumer(ce.View.(*fsm.Consumer), cred.ID)
 	return nil
+}
+
+var errRefused = errors.New("refused")
+
+// credential is the jwt credential the token's key claim names.
+func (h *handler) credential(ctx *plugins.Context, claims gojwt.MapClaims) (*fsm.JWTSecret, *failure) {
+	raw, present := claims[h.keyClaim]
+	if !present {
+		return nil, &failure{status: 401, msg: "No mandatory '" + h.keyClaim + "' in claims"}
+	}
+	key, _ := raw.(string)
+	if key == "" {
+		return nil, &failure{status: 401, msg: "Invalid '" + h.keyClaim + "' in claims"}
+	}
+	e := ctx.State.FindUnique(fsm.JWTSecrets, "key", key)
+	if e == nil {
+		return nil, &failure{status: 401, msg: "No credentials found for given '" + h.keyClaim + "'"}
+	}
+	return e.View.(*fsm.JWTSecret), nil
 }
 
 func number(v any) (float64, bool) {

@@ -1,7 +1,3 @@
-// Package declarative reads and writes Kong's declarative configuration
-// format: the document decK and kong.yaml use, with services holding their
-// routes and plugins, consumers their credentials and plugins, upstreams
-// their targets.
 package declarative
 
 import (
@@ -10,10 +6,10 @@ import (
 	"github.com/gatehouse-gw/gatehouse/fsm"
 )
 
-// FormatVersion is the declarative format version Dump writes.
-const FormatVersion = "3.0"
-
-// Dump returns the gateway configuration of s as a declarative document,
+// Dump is the declarative document as maps: the reference RenderJSON is
+// held to (json.Marshal(Dump(s)) must be RenderJSON's bytes). Only tests
+// build it; the Admin API renders the JSON directly.
+// It returns the gateway configuration of s as a declarative document,
 // ready for encoding/json. Entities keep their ids (so a dump can be
 // restored exactly) but not their timestamps, and fields that are null
 // are left out, as decK writes them. A foreign key is left out where
@@ -151,22 +147,6 @@ func route(s *fsm.State, r *fsm.Entity, omit ...string) map[string]any {
 	})
 	put(out, "plugins", ps)
 	return out
-}
-
-// owner is the single entity a plugin is nested under ("service", "route"
-// or "consumer"), or "" for a global plugin or one scoped to several
-// entities at once, which stays at the top level.
-func owner(p *fsm.Entity) string {
-	found := ""
-	for _, f := range []string{"service", "route", "consumer"} {
-		if p.Data[f] != nil {
-			if found != "" {
-				return ""
-			}
-			found = f
-		}
-	}
-	return found
 }
 
 func clean(d map[string]any, omit ...string) map[string]any {
