@@ -191,7 +191,7 @@ func TestTLSCertificatesAndSNIs(t *testing.T) {
 	if _, _, err := tlsGet(t, tlsAddr, "nobody.test", "/secure", roots); err == nil {
 		t.Errorf("an unknown server name was served a certificate the test CA verifies")
 	}
-	// Only ECDSA-capable... RSA only: the alternative pair.
+	// A client that accepts only RSA gets the RSA alternative pair.
 	rsaOnly := &tls.Config{ServerName: "api.example.test", RootCAs: roots, MaxVersion: tls.VersionTLS12,
 		CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}}
 	if c, err := tls.Dial("tcp", tlsAddr, rsaOnly); err != nil {
