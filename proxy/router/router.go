@@ -55,19 +55,17 @@ type Match struct {
 // Router is an immutable, priority-ordered set of routes; safe for
 // concurrent readers.
 type Router struct {
-	// entries holds every entry, highest priority first. Matching never
-	// walks it directly; it is the source for rebuilding the index and the
-	// reference order the index must reproduce.
-	entries []*entry
-	// rest holds the entries that cannot be bucketed by host (no hosts, or
-	// a wildcard host), in priority order.
-	rest []*entry
-	// byHost buckets the entries of routes whose hosts are all plain, under
-	// each lowercase host name (port removed). Such an entry can only match
-	// a request whose host is one of its keys, so a request needs to look
-	// at its own bucket and rest, merged in priority order. Bucket slices
-	// are never modified once published; updates replace them.
-	byHost *cowMap[[]*entry]
+	// rest indexes by path the entries of routes without hosts.
+	rest pathIndex
+	// byHost buckets the entries of routes with hosts under each of their
+	// host patterns, per kind: the lowercase name (port removed) for a
+	// plain host, ".x.com" for "*.x.com", "x." for "x.*"; each bucket is
+	// indexed by path. Such an entry can only match a request whose host
+	// matches one of its patterns, so a request needs to look only at the
+	// buckets its host could match (its name, each of its suffixes from a
+	// dot, each of its prefixes to a dot) and at rest, merged in priority
+	// order.
+	byHost [3]*cowMap[pathIndex]
 	// byID holds each route's entries, in priority order.
 	byID *cowMap[[]*entry]
 	n    int // number of routes
@@ -98,22 +96,30 @@ func New(routes ...*Route) (*Router, error) {
 		n++
 	}
 	slices.SortFunc(all, compareEntries)
-	r := &Router{entries: all, byID: ids.done(), n: n}
-	hosts := (*cowMap[[]*entry])(nil).edit()
-	indexed := false
+	r := &Router{byID: ids.done(), n: n}
+	var rest []*entry
+	buckets := map[hostKey][]*entry{}
 	for _, e := range all {
-		if !e.c.indexed() {
-			r.rest = append(r.rest, e)
+		if len(e.c.hostKeys) == 0 {
+			rest = append(rest, e)
 			continue
 		}
-		indexed = true
 		for _, k := range e.c.hostKeys {
-			b, _ := hosts.get(k)
-			hosts.set(k, append(b, e))
+			buckets[k] = append(buckets[k], e)
 		}
 	}
-	if indexed {
-		r.byHost = hosts.done()
+	r.rest = buildIndex(rest)
+	var edits [3]*cowEdit[pathIndex]
+	for k, b := range buckets {
+		if edits[k.kind] == nil {
+			edits[k.kind] = (*cowMap[pathIndex])(nil).edit()
+		}
+		edits[k.kind].set(k.value, buildIndex(b))
+	}
+	for kind, e := range edits {
+		if e != nil {
+			r.byHost[kind] = e.done()
+		}
 	}
 	return r, nil
 }
@@ -155,7 +161,7 @@ func (r *Router) Delete(id string) *Router {
 }
 
 // replace builds the successor of r in which the entries of route id are
-// replaced by add (sorted, possibly empty). Slices and map shards are
+// replaced by add (sorted, possibly empty). Indexes and map shards are
 // copied, never written in place, because r may be serving requests.
 func (r *Router) replace(id string, add []*entry) *Router {
 	del, _ := r.byID.get(id)
@@ -178,40 +184,48 @@ func (r *Router) replace(id string, add []*entry) *Router {
 		ids.set(id, add)
 	}
 	next.byID = ids.done()
-	next.entries = mergeEntries(r.entries, del, add)
 
-	restAdd := add
-	if nc != nil && nc.indexed() {
-		restAdd = nil
+	var oldKeys, newKeys []hostKey
+	if old != nil {
+		oldKeys = old.hostKeys
 	}
-	if (old != nil && !old.indexed()) || len(restAdd) > 0 {
-		next.rest = mergeEntries(r.rest, del, restAdd)
-	} else {
-		next.rest = r.rest
+	if nc != nil {
+		newKeys = nc.hostKeys
 	}
+	var restDel, restAdd []*entry
+	if old != nil && len(oldKeys) == 0 {
+		restDel = del
+	}
+	if nc != nil && len(newKeys) == 0 {
+		restAdd = add
+	}
+	next.rest = updateIndex(r.rest, restDel, restAdd)
 
-	var keys []string
-	if old != nil && old.indexed() {
-		keys = append(keys, old.hostKeys...)
-	}
-	if nc != nil && nc.indexed() {
-		keys = append(keys, nc.hostKeys...)
-	}
-	if len(keys) > 0 {
-		hosts := r.byHost.edit()
-		for _, k := range keys {
-			var kAdd []*entry
-			if nc != nil && nc.indexed() && slices.Contains(nc.hostKeys, k) {
-				kAdd = add
-			}
-			cur, _ := r.byHost.get(k)
-			if b := mergeEntries(cur, del, kAdd); len(b) == 0 {
-				hosts.del(k)
-			} else {
-				hosts.set(k, b)
-			}
+	var edits [3]*cowEdit[pathIndex]
+	for _, k := range slices.Concat(oldKeys, newKeys) {
+		if edits[k.kind] == nil {
+			edits[k.kind] = r.byHost[k.kind].edit()
 		}
-		next.byHost = hosts.done()
+		// The original bucket, so that a key in both lists is rebuilt
+		// from it twice to the same result.
+		cur, _ := r.byHost[k.kind].get(k.value)
+		var kDel, kAdd []*entry
+		if slices.Contains(oldKeys, k) {
+			kDel = del
+		}
+		if slices.Contains(newKeys, k) {
+			kAdd = add
+		}
+		if b := updateIndex(cur, kDel, kAdd); b == nil {
+			edits[k.kind].del(k.value)
+		} else {
+			edits[k.kind].set(k.value, b)
+		}
+	}
+	for kind, e := range edits {
+		if e != nil {
+			next.byHost[kind] = e.done()
+		}
 	}
 	return next
 }
@@ -249,41 +263,47 @@ func (r *Router) Match(req *Request) (Match, bool) {
 	if !ok {
 		return Match{}, false
 	}
-	in := input{req: req, path: path}
+	in := input{req: req, path: path, method: methodBit(req.Method)}
 	in.host, in.port = splitHostPort(req.Host)
 	if in.port < 0 {
 		in.port = req.Port
 	}
-
-	var bucket []*entry
-	if r.byHost != nil {
+	// One list per indexed prefix of the path, from the host's bucket and
+	// from rest; more than 16 only for paths with that many route
+	// prefixes along them.
+	var buf [16][]*entry
+	lists := buf[:0]
+	if r.byHost != [3]*cowMap[pathIndex]{} {
 		// Allocates only for a Host header with upper-case letters.
-		bucket, _ = r.byHost.get(lowerASCII(in.host))
-	}
-	rest := r.rest
-	i, j := 0, 0
-	for i < len(bucket) || j < len(rest) {
-		var e *entry
-		if j == len(rest) || (i < len(bucket) && compareEntries(bucket[i], rest[j]) < 0) {
-			e = bucket[i]
-			i++
-		} else {
-			e = rest[j]
-			j++
+		h := lowerASCII(in.host)
+		if b, ok := r.byHost[hostExact].get(h); ok {
+			lists = candidates(b, path, lists)
 		}
-		if m, ok := e.match(&in); ok {
-			return m, true
+		if r.byHost[hostSuffix] != nil || r.byHost[hostPrefix] != nil {
+			for i := 0; i < len(h); i++ {
+				if h[i] != '.' {
+					continue
+				}
+				if b, ok := r.byHost[hostSuffix].get(h[i:]); ok {
+					lists = candidates(b, path, lists)
+				}
+				if b, ok := r.byHost[hostPrefix].get(h[:i+1]); ok {
+					lists = candidates(b, path, lists)
+				}
+			}
 		}
 	}
-	return Match{}, false
+	lists = candidates(r.rest, path, lists)
+	return firstMatch(lists, &in)
 }
 
 // input is a request prepared once per Match.
 type input struct {
-	req  *Request
-	path string // normalised
-	host string // Host header without port, original case
-	port int    // Host header port, else Request.Port
+	req    *Request
+	method uint16 // methodBit of the request's method
+	path   string // normalised
+	host   string // Host header without port, original case
+	port   int    // Host header port, else Request.Port
 }
 
 // splitHostPort splits "host:port" and "[v6]:port". port is -1 when absent
@@ -427,14 +447,18 @@ type compiled struct {
 	route    *Route
 	methods  []string
 	hosts    []hostPattern
-	hostKeys []string // distinct host names when every host is plain
+	hostKeys []hostKey // the distinct buckets of hosts
 	headers  []headerCond
 	snis     []hostPattern
 	plain    bool // has hosts and none is a wildcard
 	weight   int  // non-empty fields among methods, hosts, headers, snis
 }
 
-func (c *compiled) indexed() bool { return c.plain }
+// hostKey names a host bucket: a kind and its lowercase value.
+type hostKey struct {
+	kind  hostKind
+	value string
+}
 
 type pathKind uint8
 
@@ -449,15 +473,19 @@ const (
 // splitting every path is equivalent and simpler: paths of equal kind and
 // length get equal priorities and keep their order through idx.
 type entry struct {
-	c      *compiled
-	id     string // route ID, copied here to keep comparisons to one hop
-	prio   uint64
-	idx    int
-	kind   pathKind
-	path   string // route path as configured
-	prefix string // the prefix path, or a literal every regex match starts with
-	re     *regexp.Regexp
-	groups int
+	c       *compiled
+	route   *Route
+	methods uint16 // methodBits of the route's methods; 0: any; otherMethod: see c.methods
+	conds   bool   // the route has hosts, SNIs, headers or an otherMethod: see c
+	strip   bool
+	id      string // route ID, copied here to keep comparisons to one hop
+	prio    uint64
+	idx     int
+	kind    pathKind
+	path    string // route path as configured
+	prefix  string // the prefix path, or a literal every regex match starts with
+	re      *regexp.Regexp
+	groups  int
 }
 
 // Priority layout (most significant first), as in Kong's traditional
@@ -527,11 +555,9 @@ func compileRoute(rt *Route) ([]*entry, error) {
 				c.plain = false
 			}
 		}
-		if c.plain {
-			for _, hp := range c.hosts {
-				if !slices.Contains(c.hostKeys, hp.value) {
-					c.hostKeys = append(c.hostKeys, hp.value)
-				}
+		for _, hp := range c.hosts {
+			if k := (hostKey{hp.kind, hp.value}); !slices.Contains(c.hostKeys, k) {
+				c.hostKeys = append(c.hostKeys, k)
 			}
 		}
 	}
@@ -567,12 +593,26 @@ func compileRoute(rt *Route) ([]*entry, error) {
 		}
 	}
 
+	base := entry{c: c, id: rt.ID, route: rt, strip: rt.StripPath,
+		conds: len(c.hosts) > 0 || len(c.snis) > 0 || len(c.headers) > 0}
+	for _, m := range rt.Methods {
+		if b := methodBit(m); b == otherMethod {
+			base.methods, base.conds = otherMethod, true
+			break
+		} else {
+			base.methods |= b
+		}
+	}
 	if len(rt.Paths) == 0 {
-		return []*entry{{c: c, id: rt.ID, prio: priority(c, pathNone, 0, 0)}}, nil
+		e := base
+		e.prio = priority(c, pathNone, 0, 0)
+		return []*entry{&e}, nil
 	}
 	es := make([]*entry, 0, len(rt.Paths))
 	for i, p := range rt.Paths {
-		e := &entry{c: c, id: rt.ID, idx: i, path: p}
+		e := new(entry)
+		*e = base
+		e.idx, e.path = i, p
 		if strings.HasPrefix(p, "~") {
 			re, err := compilePathRegex(p)
 			if err != nil {
@@ -622,32 +662,37 @@ func parseHost(h string) hostPattern {
 	return hp
 }
 
-// match checks one entry; cheap conditions run before the regex, which is
-// the only step that may allocate.
+// match checks one entry whose key the path starts with (the index only
+// offers such entries); cheap conditions run before the regex, which is
+// the only step that may allocate. The common conditions are read from
+// the entry itself: at 100,000 routes most of a match's cost is waiting
+// for memory, so every pointer not followed counts.
 func (e *entry) match(in *input) (Match, bool) {
-	if e.kind != pathNone && !strings.HasPrefix(in.path, e.prefix) {
+	if e.methods != 0 && e.methods&in.method == 0 {
 		return Match{}, false
 	}
-	c := e.c
-	if len(c.methods) > 0 && !slices.Contains(c.methods, in.req.Method) {
-		return Match{}, false
-	}
-	if len(c.hosts) > 0 && !matchHosts(c.hosts, in.host, in.port) {
-		return Match{}, false
-	}
-	if len(c.snis) > 0 && in.req.TLS && !matchHosts(c.snis, in.req.SNI, 0) {
-		return Match{}, false
-	}
-	for i := range c.headers {
-		if !c.headers[i].match(in.req.Header) {
+	if e.conds {
+		c := e.c
+		if e.methods == otherMethod && !slices.Contains(c.methods, in.req.Method) {
 			return Match{}, false
 		}
+		if len(c.hosts) > 0 && !matchHosts(c.hosts, in.host, in.port) {
+			return Match{}, false
+		}
+		if len(c.snis) > 0 && in.req.TLS && !matchHosts(c.snis, in.req.SNI, 0) {
+			return Match{}, false
+		}
+		for i := range c.headers {
+			if !c.headers[i].match(in.req.Header) {
+				return Match{}, false
+			}
+		}
 	}
-	m := Match{Route: c.route, Path: in.path}
+	m := Match{Route: e.route, Path: in.path}
 	switch e.kind {
 	case pathPrefix:
 		m.MatchedPath = e.prefix
-		if c.route.StripPath {
+		if e.strip {
 			m.StripPrefix = e.prefix
 		}
 	case pathRegex:
@@ -656,7 +701,7 @@ func (e *entry) match(in *input) (Match, bool) {
 			return Match{}, false
 		}
 		m.MatchedPath = e.path
-		if c.route.StripPath {
+		if e.strip {
 			m.StripPrefix = in.path[:loc[1]]
 		}
 		if e.groups > 0 {
@@ -664,6 +709,20 @@ func (e *entry) match(in *input) (Match, bool) {
 		}
 	}
 	return m, true
+}
+
+// methodBits maps the methods routes name most to a bit of entry.methods;
+// otherMethod stands for any other, checked against the route's list.
+var methodBits = map[string]uint16{"GET": 1 << 1, "POST": 1 << 2, "PUT": 1 << 3, "PATCH": 1 << 4, "DELETE": 1 << 5,
+	"HEAD": 1 << 6, "OPTIONS": 1 << 7, "CONNECT": 1 << 8, "TRACE": 1 << 9}
+
+const otherMethod = 1
+
+func methodBit(m string) uint16 {
+	if b, ok := methodBits[m]; ok {
+		return b
+	}
+	return otherMethod
 }
 
 func matchHosts(hs []hostPattern, host string, port int) bool {

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -63,19 +64,41 @@ func runSteps(t *testing.T, r *Router, steps []step) {
 	}
 }
 
-// linearMatch is the reference the host index must agree with: every
-// entry, in priority order.
+// allEntries lists every entry of r in priority order: the order a linear
+// scan tries them in.
+func allEntries(r *Router) []*entry {
+	var all []*entry
+	if r.byID != nil {
+		for _, sh := range r.byID.shards {
+			for _, es := range sh {
+				all = append(all, es...)
+			}
+		}
+	}
+	slices.SortFunc(all, compareEntries)
+	return all
+}
+
+// linearMatch is the reference the indexes must agree with: every entry,
+// in priority order.
 func linearMatch(r *Router, req *Request) (Match, bool) {
+	return linearScan(allEntries(r), req)
+}
+
+func linearScan(all []*entry, req *Request) (Match, bool) {
 	path, ok := NormalizePath(req.Path)
 	if !ok {
 		return Match{}, false
 	}
-	in := input{req: req, path: path}
+	in := input{req: req, path: path, method: methodBit(req.Method)}
 	in.host, in.port = splitHostPort(req.Host)
 	if in.port < 0 {
 		in.port = req.Port
 	}
-	for _, e := range r.entries {
+	for _, e := range all {
+		if !strings.HasPrefix(path, e.prefix) {
+			continue
+		}
 		if m, ok := e.match(&in); ok {
 			return m, true
 		}
@@ -529,7 +552,7 @@ func TestUpsertCompilesOnlyTheChangedRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	find := func(r *Router, id string) *entry {
-		for _, e := range r.entries {
+		for _, e := range allEntries(r) {
 			if e.c.route.ID == id {
 				return e
 			}
@@ -553,7 +576,8 @@ func randomRoute(rng *rand.Rand, id string) *Route {
 		rt.Hosts = append(rt.Hosts, pick("a.test", "b.test", "A.test", "*.test", "a.*", "a.test:8000", "c.b.test", "b.test:9000"))
 	}
 	for range rng.IntN(3) {
-		rt.Paths = append(rt.Paths, pick("/", "/a", "/a/b", "/ab", "/b", "~/a", `~/a/\w+`, "~/(?<x>b)", "~/a|/b"))
+		rt.Paths = append(rt.Paths, pick("/", "/a", "/a/b", "/ab", "/b", "~/a", `~/a/\w+`, "~/(?<x>b)", "~/a|/b",
+			"/a/b/c", "/a/bc", "/abc", "/a/b/", `~/a/b\d`, `~/ab+`, `~(?i)/A`))
 	}
 	if rng.IntN(4) == 0 {
 		rt.Headers = map[string][]string{"v": {pick("1", "2", "~*^[12]$")}}
@@ -573,7 +597,8 @@ func randomRequest(rng *rand.Rand) *Request {
 		Method: pick("GET", "POST", "PUT"),
 		Host:   pick("", "a.test", "A.TEST", "b.test", "a.test:8000", "b.test:9000", "c.b.test", "a.org", "x.test", "zzz"),
 		Port:   []int{8000, 9000, 80}[rng.IntN(3)],
-		Path:   pick("/", "/a", "/a/b", "/ab", "/b", "/a/b/c", "/a/./b", "/%61", "/b/../a/x"),
+		Path: pick("/", "/a", "/a/b", "/ab", "/b", "/a/b/c", "/a/./b", "/%61", "/b/../a/x",
+			"/a/b/c/d", "/a/bc", "/abc/x", "/a/b1", "/a/b/", "/abbb", "/A"),
 		Header: []func(string) (string, bool){nil, headers("v", "1"), headers("v", "2", "w", "X"), headers("w", "x")}[rng.IntN(4)],
 		TLS:    rng.IntN(3) == 0,
 		SNI:    pick("a.test", "b.test", ""),
@@ -615,9 +640,9 @@ func TestIndexMatchesLinearScan(t *testing.T) {
 			list = append(list, rt)
 		}
 		fresh := mustNew(t, list...)
-		if r.Len() != fresh.Len() || len(r.entries) != len(fresh.entries) {
+		if r.Len() != fresh.Len() || len(allEntries(r)) != len(allEntries(fresh)) {
 			t.Fatalf("round %d: incremental router has %d routes/%d entries, fresh %d/%d",
-				round, r.Len(), len(r.entries), fresh.Len(), len(fresh.entries))
+				round, r.Len(), len(allEntries(r)), fresh.Len(), len(allEntries(fresh)))
 		}
 		for range 200 {
 			req := randomRequest(rng)
@@ -628,6 +653,29 @@ func TestIndexMatchesLinearScan(t *testing.T) {
 				t.Fatalf("round %d, request %+v:\nindexed %v %+v\nlinear  %v %+v\nfresh   %v %+v",
 					round, req, ok1, m1, ok2, m2, ok3, m3)
 			}
+		}
+	}
+}
+
+// The same at the scale and in the mix of the benchmark, with every
+// route's requests and priority ties: the routes of one service share
+// paths, so equal priorities are decided by route ID.
+func TestIndexMatchesLinearScanAtScale(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	routes, reqs := scaleRoutes(4000, rng)
+	// Ties: copies of routes under other IDs, same conditions.
+	for i := range 200 {
+		rt := *routes[rng.IntN(len(routes))]
+		rt.ID = fmt.Sprintf("ffffffff-0000-4000-8000-%012x", i)
+		routes = append(routes, &rt)
+	}
+	r := mustNew(t, routes...)
+	all := allEntries(r)
+	for i, req := range reqs {
+		m1, ok1 := r.Match(req)
+		m2, ok2 := linearScan(all, req)
+		if ok1 != ok2 || !reflect.DeepEqual(m1, m2) {
+			t.Fatalf("request %d %+v:\nindexed %v %+v\nlinear  %v %+v", i, req, ok1, m1, ok2, m2)
 		}
 	}
 }
