@@ -3,7 +3,7 @@ GO       ?= go
 BIN      := bin/gatehouse
 DATA_DIR ?= ./data
 
-.PHONY: build run cluster test unit e2e fuzz bench bench-cluster bench-history bench-ratelimit compat vet clean
+.PHONY: build run cluster test unit e2e fuzz bench bench-smoke bench-cluster bench-history bench-ratelimit compat vet clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/gatehouse
@@ -18,9 +18,17 @@ cluster: build
 # Every test: unit tests, then the end-to-end, conformance and cluster
 # suites that start the real binary (each fuzz target replays its corpus
 # there), then a short, bounded run of each fuzzer.
-test: vet
+test: vet build
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) fuzz FUZZTIME=50000x
+	$(MAKE) bench-smoke
+
+# Every benchmark once at a small size, so their code keeps working: the
+# go test benchmarks (-short) and make bench's scale run.
+bench-smoke: build
+	$(GO) test -run '^$$' -bench . -benchtime 1x -short ./...
+	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(GO) run ./scripts/benchscale -smoke -bin $(BIN)
 
 unit:
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /test/)
@@ -45,8 +53,11 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
 	$(GO) vet ./...
 
+# Issue 8's table: the proxy against nginx (scripts/bench.sh), the router
+# at 100,000 routes, then loading, churn and restart at 100,000 routes and
+# 1,000,000 consumers (scripts/benchscale). Results go to docs/bench/results.
 bench: build
-	bash scripts/bench.sh
+	$(GO) run ./scripts/benchscale -bin $(BIN) -proxy-bench -json docs/bench/results/$$(date -u +%Y%m%dT%H%M%SZ).json
 
 # Propagation latency and write throughput of a three-node loopback cluster.
 bench-cluster: build

@@ -263,3 +263,20 @@ func TestEntityHashIgnoresInMemoryTypes(t *testing.T) {
 		t.Error("different data, same hash")
 	}
 }
+
+func TestIsUUID(t *testing.T) {
+	for s, want := range map[string]bool{
+		"6a1f6d2c-5b0e-4c3e-9a57-2f0d1f3b7c11": true,
+		"6A1F6D2C-5B0E-4C3E-9A57-2F0D1F3B7C11": true,
+		"6a1f6d2c-5b0e-4c3e-9a57-2f0d1f3b7c1":  false,
+		"6a1f6d2c-5b0e-4c3e-9a57-2f0d1f3b7c1g": false,
+		"6a1f6d2c05b0e-4c3e-9a57-2f0d1f3b7c11": false,
+		"6a1f6d2c-5b0e-4c3e-9a57-2f0d1f3b-c11": false,
+		"{a1f6d2c-5b0e-4c3e-9a57-2f0d1f3b7c1}": false,
+		"": false,
+	} {
+		if IsUUID(s) != want {
+			t.Errorf("IsUUID(%q) = %v, want %v", s, !want, want)
+		}
+	}
+}

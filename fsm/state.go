@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net"
-	"regexp"
 	"slices"
 	"strings"
 
@@ -278,9 +277,26 @@ func (s *State) Count(kind string) int {
 	return n
 }
 
-var uuidRe = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
-// IsUUID reports whether s is a UUID in canonical text form.
-func IsUUID(s string) bool { return len(s) == 36 && uuidRe.MatchString(s) }
+// IsUUID reports whether s is a UUID in canonical text form
+// (8-4-4-4-12 hex digits). It runs for every id of every write; a regexp
+// was 5% of loading a large configuration.
+func IsUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < 36; i++ {
+		c := s[i]
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			if c != '-' {
+				return false
+			}
+			continue
+		}
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
 
 func isIP(s string) bool { return net.ParseIP(strings.Trim(s, "[]")) != nil }

@@ -19,6 +19,8 @@
 #   BENCH_UPSTREAM_CPU=     core for the upstream (default: 2 if the machine
 #                           has more than 2 cores, else the client core)
 #   BENCH_OUT=FILE          also write the markdown report to FILE
+#   BENCH_TSV=FILE          also write the rows as tab-separated name, req/s,
+#                           p99, CPU µs/req (read by scripts/benchscale)
 #   BENCH_KEEP_TMP=1        keep the temp dir (logs, configs) for inspection
 #
 # Exit code: 0 when every case ran with only 2xx responses; non-zero when a
@@ -32,10 +34,13 @@ BENCH_ONLY_NGINX=${BENCH_ONLY_NGINX:-0}
 BENCH_OUT=${BENCH_OUT:-}
 BENCH_KEEP_TMP=${BENCH_KEEP_TMP:-0}
 BENCH_GATEHOUSE_BIN=${BENCH_GATEHOUSE_BIN:-}
+BENCH_TSV=${BENCH_TSV:-}
 
-# Bars from the issue: Gatehouse CPU µs/request relative to nginx's.
-BAR_PLAIN=1.5
-BAR_PLUGINS=1.8
+# Bars from issue 8: Gatehouse CPU µs/request relative to nginx's, and the
+# p99 latency of the plain case relative to nginx's.
+BAR_PLAIN=1.2
+BAR_PLUGINS=1.4
+BAR_P99=1.2
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -456,6 +461,16 @@ if [[ $BENCH_ONLY_NGINX != 1 ]]; then
 fi
 
 # --------------------------------------------------------------- report ----
+# to_ms turns wrk's 850.00us / 1.23ms / 1.02s into milliseconds.
+to_ms() {
+	awk -v d="$1" 'BEGIN {
+		if (d ~ /us$/) { sub(/us$/, "", d); print d / 1000 }
+		else if (d ~ /ms$/) { sub(/ms$/, "", d); print d + 0 }
+		else if (d ~ /s$/) { sub(/s$/, "", d); print d * 1000 }
+		else print d
+	}'
+}
+
 report() {
 	local base=${ROW_US[0]} i ratio verdict
 	echo
@@ -476,6 +491,11 @@ report() {
 		verdict=$(awk -v r="$ratio" -v m="${ROW_BAR[$i]}" 'BEGIN {print (r <= m) ? "PASS" : "OVER"}')
 		echo "- ${ROW_NAME[$i]}: ${ratio}× (bar ≤ ${ROW_BAR[$i]}×) **$verdict**"
 	done
+	if ((${#ROW_NAME[@]} > 1)); then
+		ratio=$(awk -v a="$(to_ms "${ROW_P99[1]}")" -v b="$(to_ms "${ROW_P99[0]}")" 'BEGIN {printf "%.2f", a / b}')
+		verdict=$(awk -v r="$ratio" -v m="$BAR_P99" 'BEGIN {print (r <= m) ? "PASS" : "OVER"}')
+		echo "- ${ROW_NAME[1]}, p99: ${ratio}× nginx's (bar ≤ ${BAR_P99}×) **$verdict**"
+	fi
 	[[ $BENCH_ONLY_NGINX == 1 ]] && echo "- (BENCH_ONLY_NGINX=1: Gatehouse rows skipped)"
 	echo
 	echo "Details:"
@@ -486,6 +506,12 @@ report() {
 	echo "- machine busy before start: ${BUSY}% of all cores"
 	echo "- cores: proxy ${PROXY_CPU:-any}, wrk ${CLIENT_CPU:-any}, upstream ${UPSTREAM_CPU:-any} (of $NCPU); $(nginx -v 2>&1); $(go version)"
 }
+
+if [[ -n $BENCH_TSV ]]; then
+	for i in "${!ROW_NAME[@]}"; do
+		printf '%s\t%s\t%s\t%s\n' "${ROW_NAME[$i]}" "${ROW_RPS[$i]}" "${ROW_P99[$i]}" "${ROW_US[$i]}"
+	done >"$BENCH_TSV"
+fi
 
 if [[ -n $BENCH_OUT ]]; then
 	report | tee "$BENCH_OUT"
