@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	iradix "github.com/hashicorp/go-immutable-radix"
-
 	"github.com/gatehouse-gw/gatehouse/fsm/schema"
 )
 
@@ -77,9 +75,9 @@ type Fold struct {
 
 type txn struct {
 	base     *State
-	entities *iradix.Txn
-	unique   *iradix.Txn
-	children *iradix.Txn
+	entities *tree[*Entity]
+	unique   *tree[string]
+	children *tree[struct{}]
 	names    map[string]int
 	consumer int // consumer-scoped plugins
 	hash     [32]byte
@@ -87,21 +85,24 @@ type txn struct {
 }
 
 func (f *Fold) begin(s *State) *txn {
-	return &txn{base: s, entities: s.entities.Txn(), unique: s.unique.Txn(), children: s.children.Txn(),
+	return &txn{base: s, entities: fork(s.entities), unique: fork(s.unique), children: fork(s.children),
 		names: s.pluginNames, consumer: s.consumerPlugins, hash: s.hash}
 }
 
 func (t *txn) commit(index uint64) *State {
-	return &State{Index: index, entities: t.entities.Commit(), unique: t.unique.Commit(),
-		children: t.children.Commit(), pluginNames: t.names,
+	// The txn's trees are published as they are: it is not written again.
+	return &State{Index: index, entities: t.entities, unique: t.unique,
+		children: t.children, pluginNames: t.names,
 		consumerPlugins: t.consumer, meta: t.base.meta, hash: t.hash}
 }
 
 // view returns the state as modified so far by this transaction, for
 // lookups in the middle of a batch.
 func (t *txn) view() *State {
-	return &State{entities: t.entities.CommitOnly(), unique: t.unique.CommitOnly(),
-		children: t.children.CommitOnly(), pluginNames: t.names,
+	// Copy (on the txn's own trees) makes the txn copy a node before it
+	// next writes one, so the view stays as it is now.
+	return &State{entities: t.entities.Copy(), unique: t.unique.Copy(),
+		children: t.children.Copy(), pluginNames: t.names,
 		consumerPlugins: t.consumer, meta: t.base.meta, hash: t.hash}
 }
 
@@ -635,17 +636,17 @@ func nullRef(d map[string]any, f string) any {
 func (t *txn) checkUnique(s *State, now int64, kind string, d map[string]any, old *Entity) *Error {
 	keys, fields := uniqueEntries(kind, d, true)
 	for i, key := range keys {
-		id, ok := s.unique.Get([]byte(key))
+		id, ok := s.unique.Get(key)
 		if ok && kind == KeyAuths {
 			// An expired credential no longer holds its key. Expiry is
 			// judged by the event's time, so every node agrees.
-			if e := s.Get(kind, id.(string)); e != nil && e.View.(*KeyAuth).Expired(now/1e9) {
+			if e := s.Get(kind, id); e != nil && e.View.(*KeyAuth).Expired(now/1e9) {
 				t.unindex(e)
 				t.changes = append(t.changes, Change{Kind: kind, ID: e.ID, Before: e})
 				ok = false
 			}
 		}
-		if ok && (old == nil || id.(string) != old.ID) && id.(string) != d["id"] {
+		if ok && (old == nil || id != old.ID) && id != d["id"] {
 			return uniqueError(fields[i])
 		}
 	}
@@ -675,7 +676,7 @@ func (t *txn) swap(old, e *Entity) {
 
 func (t *txn) swapEntity(old, e *Entity) {
 	if e != nil {
-		t.entities.Insert(k(e.Kind, e.ID), e)
+		t.entities.Set(k(e.Kind, e.ID), e)
 	} else {
 		t.entities.Delete(k(old.Kind, old.ID))
 	}
@@ -694,14 +695,14 @@ func (t *txn) swapUnique(old, e *Entity) {
 	}
 	for _, key := range oldKeys {
 		if !slices.Contains(newKeys, key) {
-			if id, ok := t.unique.Get([]byte(key)); ok && id == old.ID {
-				t.unique.Delete([]byte(key))
+			if id, ok := t.unique.Get(key); ok && id == old.ID {
+				t.unique.Delete(key)
 			}
 		}
 	}
 	for _, key := range newKeys {
-		if id, ok := t.unique.Get([]byte(key)); !ok || id != e.ID {
-			t.unique.Insert([]byte(key), e.ID)
+		if id, ok := t.unique.Get(key); !ok || id != e.ID {
+			t.unique.Set(key, e.ID)
 		}
 	}
 }
@@ -726,7 +727,7 @@ func (t *txn) swapChildren(old, e *Entity) {
 			t.children.Delete(k(fr.kind, was, x.Kind, x.ID))
 		}
 		if is != "" {
-			t.children.Insert(k(fr.kind, is, x.Kind, x.ID), struct{}{})
+			t.children.Set(k(fr.kind, is, x.Kind, x.ID), struct{}{})
 		}
 	}
 }

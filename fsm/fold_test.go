@@ -2,7 +2,9 @@ package fsm
 
 import (
 	"bytes"
+	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/gatehouse-gw/gatehouse/fsm/schema"
@@ -273,10 +275,80 @@ func TestIsUUID(t *testing.T) {
 		"6a1f6d2c05b0e-4c3e-9a57-2f0d1f3b7c11": false,
 		"6a1f6d2c-5b0e-4c3e-9a57-2f0d1f3b-c11": false,
 		"{a1f6d2c-5b0e-4c3e-9a57-2f0d1f3b7c1}": false,
-		"": false,
+		"":                                     false,
 	} {
 		if IsUUID(s) != want {
 			t.Errorf("IsUUID(%q) = %v, want %v", s, !want, want)
 		}
+	}
+}
+
+// A published state never changes: folds from it (several at once, as
+// the FSM and a time-travel query do) write to their own copies, and a
+// batch's cascading delete walks a view its own writes do not disturb.
+// Run with -race: readers of the base run during the folds.
+func TestStatesStayImmutable(t *testing.T) {
+	f := &Fold{Plugins: testPlugins{}}
+	base := Empty()
+	var cmds []*Command
+	for i := range 300 {
+		id := fmt.Sprintf("%08d-0000-4000-8000-000000000000", i)
+		cmds = append(cmds, &Command{Op: "create", Kind: Consumers, NewID: id,
+			Body: map[string]any{"username": fmt.Sprintf("c%d", i)}})
+		cmds = append(cmds, &Command{Op: "create", Kind: KeyAuths, NewID: fmt.Sprintf("%08d-0000-4000-8000-000000000001", i),
+			Body: map[string]any{"key": fmt.Sprintf("k%d", i), "consumer": map[string]any{"id": id}}})
+	}
+	base, _, err := f.ApplyAll(base, 1, 1_700_000_000_000_000_000, cmds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := base.Hash()
+	count := func(s *State) (n int) {
+		s.Walk(KeyAuths, "", func(*Entity) bool { n++; return true })
+		return n
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if n := count(base); n != 300 {
+				t.Errorf("base has %d keys during folds", n)
+				return
+			}
+		}
+	}()
+	var folds sync.WaitGroup
+	for w := range 2 {
+		folds.Add(1)
+		go func() {
+			defer folds.Done()
+			// Delete every other consumer, cascading to its key, in one
+			// batch.
+			var batch []*Command
+			for i := w; i < 300; i += 2 {
+				batch = append(batch, &Command{Op: "delete", Kind: Consumers, Key: fmt.Sprintf("%08d-0000-4000-8000-000000000000", i)})
+			}
+			next, _, err := f.ApplyAll(base, 2, 1_700_000_000_000_000_001, batch)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if n := count(next); n != 150 {
+				t.Errorf("fold %d left %d keys, want 150", w, n)
+			}
+		}()
+	}
+	folds.Wait()
+	close(stop)
+	wg.Wait()
+	if base.Hash() != want || count(base) != 300 || base.Get(Consumers, "00000000-0000-4000-8000-000000000000") == nil {
+		t.Fatal("the base state changed")
 	}
 }
