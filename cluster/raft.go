@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -45,6 +47,9 @@ type Config struct {
 	// SnapshotThreshold is the number of log entries between snapshots
 	// (0: 8192, Raft's default).
 	SnapshotThreshold uint64
+	// SnapshotBytes is how many bytes of applied entries make the node
+	// snapshot even before SnapshotThreshold entries (0: 64 MiB).
+	SnapshotBytes int64
 	// Token authenticates this node's calls to the others' admin APIs
 	// when admin authentication is on.
 	Token string
@@ -154,12 +159,19 @@ func Open(cfg Config, m *fsm.Machine) (*Node, error) {
 	// leader reads the entry before each batch it sends a follower, and
 	// when that entry is a multi-megabyte restore, reading it from bolt
 	// for every send kept two cores busy copying and collecting it.
-	logs, err := raft.NewLogCache(512, store)
+	// Few enough that the large ones (a declarative config of 100,000
+	// consumers is tens of megabytes) do not pile up: by the time 64 more
+	// entries were written, every follower has read it.
+	logs, err := raft.NewLogCache(64, store)
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("raft log cache: %w", err)
 	}
-	r, err := raft.NewRaft(rc, &adapter{m: m}, logs, store, snaps, trans)
+	ad := &adapter{m: m, snapshotBytes: cfg.SnapshotBytes}
+	if ad.snapshotBytes <= 0 {
+		ad.snapshotBytes = 64 << 20
+	}
+	r, err := raft.NewRaft(rc, ad, logs, store, snaps, trans)
 	if err != nil {
 		store.Close()
 		trans.Close()
@@ -181,6 +193,7 @@ func Open(cfg Config, m *fsm.Machine) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("read last log index: %w", err)
 	}
+	ad.raft.Store(r)
 	n := &Node{cfg: cfg, raft: r, store: store, trans: trans, stream: stream, machine: m, startIndex: last,
 		existing: existing, notified: map[string]fsm.Member{}, done: make(chan struct{})}
 	n.wg.Add(1)
@@ -281,7 +294,19 @@ func (n *Node) Close() error {
 }
 
 // adapter is the raft.FSM: three thin methods delegating to fsm.Machine.
-type adapter struct{ m *fsm.Machine }
+type adapter struct {
+	m    *fsm.Machine
+	raft atomic.Pointer[raft.Raft]
+	// unsnapshotted counts the bytes of entries applied since the last
+	// snapshot. Raft snapshots by entry count, and a few bulk writes
+	// (declarative configs, restores) are few entries but many
+	// megabytes: a restart would fold them all again (a minute at
+	// 1,000,000 consumers). Past snapshotBytes the adapter asks for a
+	// snapshot itself.
+	unsnapshotted atomic.Int64
+	snapshotBytes int64
+	snapping      atomic.Bool
+}
 
 var (
 	_ raft.FSM         = (*adapter)(nil)
@@ -306,10 +331,24 @@ func (a *adapter) ApplyBatch(logs []*raft.Log) []any {
 	for i, r := range a.m.ApplyBatch(entries) {
 		out[pos[i]] = r
 	}
+	for _, e := range entries {
+		a.unsnapshotted.Add(int64(len(e.Data)))
+	}
+	if r := a.raft.Load(); r != nil && a.unsnapshotted.Load() > a.snapshotBytes && a.snapping.CompareAndSwap(false, true) {
+		// Not on this goroutine: Raft takes the snapshot through the FSM
+		// loop this call runs on.
+		go func() {
+			defer a.snapping.Store(false)
+			if err := r.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+				slog.Warn("snapshot after bulk writes failed", "err", err)
+			}
+		}()
+	}
 	return out
 }
 
 func (a *adapter) Snapshot() (raft.FSMSnapshot, error) {
+	a.unsnapshotted.Store(0)
 	return &snapshot{m: a.m, s: a.m.State()}, nil
 }
 

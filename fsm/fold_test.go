@@ -204,6 +204,11 @@ func TestMachineSnapshotRoundTrip(t *testing.T) {
 	if s.Index != 3 || s.Find(Services, "svc") == nil || s.Find(Consumers, "luka") == nil {
 		t.Fatalf("restored state incomplete: index %d", s.Index)
 	}
+	// The restore hashes the snapshot's bytes as they are: the same
+	// configuration hash as the state written.
+	if s.Hash() != m.State().Hash() {
+		t.Fatalf("restored hash %s, written %s", s.Hash(), m.State().Hash())
+	}
 	if last, _ := h2.Last(); last != 3 {
 		t.Fatalf("restored history last index %d", last)
 	}

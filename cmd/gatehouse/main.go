@@ -125,6 +125,8 @@ func runCommand() *cli.Command {
 				Usage: "form a new cluster once this many nodes (listed in --join) have started"},
 			&cli.Uint64Flag{Name: "raft-snapshot-threshold", Value: 0, EnvVars: []string{"GATEHOUSE_RAFT_SNAPSHOT_THRESHOLD"},
 				Usage: "log entries between Raft snapshots (0: 8192)"},
+			&cli.Int64Flag{Name: "raft-snapshot-bytes", Value: 0, EnvVars: []string{"GATEHOUSE_RAFT_SNAPSHOT_BYTES"},
+				Usage: "bytes of applied entries that make a Raft snapshot sooner, so a restart after bulk writes does not fold them again (0: 64 MiB)"},
 			flag("admin-auth", "auto", "admin API authentication: on, off, or auto (on unless the admin listener is loopback)"),
 			&cli.BoolFlag{Name: "i-know-admin-is-open", EnvVars: []string{"GATEHOUSE_I_KNOW_ADMIN_IS_OPEN"},
 				Usage: "allow --admin-auth=off on a non-loopback admin listener"},
@@ -142,8 +144,8 @@ func runCommand() *cli.Command {
 				proxyTLS: c.String("proxy-tls-listen"),
 				status:   c.String("status-listen"), nodeID: c.String("node-id"), cluster: c.String("cluster-listen"),
 				join: splitList(c.String("join")), expect: c.Int("bootstrap-expect"),
-				snapshotThreshold: c.Uint64("raft-snapshot-threshold"),
-				adminAuth:         c.String("admin-auth"), iKnowOpen: c.Bool("i-know-admin-is-open"),
+				snapshotThreshold: c.Uint64("raft-snapshot-threshold"), snapshotBytes: c.Int64("raft-snapshot-bytes"),
+				adminAuth: c.String("admin-auth"), iKnowOpen: c.Bool("i-know-admin-is-open"),
 				adminToken:       c.String("admin-token"),
 				proxyReadTimeout: c.Duration("proxy-read-timeout"),
 				gossip:           c.String("gossip-listen"), gossipKey: c.String("gossip-key"),
@@ -161,6 +163,7 @@ type runConfig struct {
 	join                                           []string
 	expect                                         int
 	snapshotThreshold                              uint64
+	snapshotBytes                                  int64
 	adminAuth, adminToken                          string
 	iKnowOpen                                      bool
 	tls                                            cluster.TLSFiles
@@ -326,7 +329,7 @@ func run(ctx context.Context, cfg runConfig) error {
 
 	node, err = cluster.Open(cluster.Config{
 		NodeID: cfg.nodeID, DataDir: cfg.dataDir, BindAddr: cfg.cluster,
-		Join: cfg.join, BootstrapExpect: cfg.expect, SnapshotThreshold: cfg.snapshotThreshold, Token: cfg.adminToken,
+		Join: cfg.join, BootstrapExpect: cfg.expect, SnapshotThreshold: cfg.snapshotThreshold, SnapshotBytes: cfg.snapshotBytes, Token: cfg.adminToken,
 		TLS: cfg.tls,
 		Self: fsm.Member{Admin: advertise(adminLn.Addr().String(), cfg.cluster),
 			Proxy: advertise(proxyLn.Addr().String(), cfg.cluster), Status: advertise(statusLn.Addr().String(), cfg.cluster),

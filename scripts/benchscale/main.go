@@ -99,6 +99,7 @@ func run(res *results, bin string, nRoutes, nConsumers, batch int, churn, wrkTim
 	}
 
 	// Target 2 end to end: one route change at this size, ack to proxy.
+	n.settle()
 	if res.RouteChange, err = routeChanges(n, 100); err != nil {
 		return err
 	}
@@ -133,6 +134,7 @@ func run(res *results, bin string, nRoutes, nConsumers, batch int, churn, wrkTim
 	res.RSS = n.rssMB()
 
 	// Target 4: proxy latency without, then with, 50 admin writes a second.
+	n.settle()
 	if res.NoChurn, err = wrk(dir, plain, churn, 0); err != nil {
 		return err
 	}

@@ -191,3 +191,17 @@ func newGet(url string, header ...string) (*http.Request, error) {
 	}
 	return req, nil
 }
+
+// settle waits (at most a minute) until the node has used less than 5% of
+// a core for a second: after a large load it compacts, snapshots and
+// collects garbage for a while, and a measurement taken then would time
+// that instead.
+func (n *node) settle() {
+	for range 60 {
+		c0 := n.cpuSeconds()
+		time.Sleep(time.Second)
+		if n.cpuSeconds()-c0 < 0.05 {
+			return
+		}
+	}
+}
