@@ -53,7 +53,11 @@ func run(res *results, bin string, nRoutes, nConsumers, batch int, churn, wrkTim
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	if os.Getenv("BENCHSCALE_KEEP") == "" {
+		defer os.RemoveAll(dir)
+	} else {
+		slog.Info("keeping the node's directory", "dir", dir)
+	}
 	if proxyBench {
 		if err := proxyRows(res, dir); err != nil {
 			return err

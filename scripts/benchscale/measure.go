@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,9 +61,13 @@ func routeChanges(nd *node, n int) (latencies, error) {
 		if _, err := nd.send("POST", "/services/bench/routes", map[string]any{"paths": []string{path}}); err != nil {
 			return latencies{}, err
 		}
+		acked := time.Since(t0)
 		d, err := visible(t0, "http://"+nd.proxy+path, 200, "", "")
 		if err != nil {
 			return latencies{}, err
+		}
+		if d > 20*time.Millisecond {
+			slog.Info("slow route change", "n", i, "took", d, "acknowledged_after", acked)
 		}
 		ds = append(ds, d)
 	}

@@ -193,14 +193,17 @@ func newGet(url string, header ...string) (*http.Request, error) {
 }
 
 // settle waits (at most a minute) until the node has used less than 5% of
-// a core for a second: after a large load it compacts, snapshots and
-// collects garbage for a while, and a measurement taken then would time
-// that instead.
+// a core in each of three seconds in a row: after a large load it
+// collects garbage for a while (a cycle over a gigabyte of heap takes
+// seconds here), and a measurement taken then would time that instead.
 func (n *node) settle() {
+	quiet := 0
 	for range 60 {
 		c0 := n.cpuSeconds()
 		time.Sleep(time.Second)
-		if n.cpuSeconds()-c0 < 0.05 {
+		if n.cpuSeconds()-c0 >= 0.05 {
+			quiet = 0
+		} else if quiet++; quiet == 3 {
 			return
 		}
 	}
