@@ -55,6 +55,10 @@ func StartCluster(t testing.TB, size int, opts Options) []*Node {
 			// Fresh directories on every attempt: a failed attempt may
 			// have bootstrapped Raft with the old addresses.
 			n.DataDir = t.TempDir()
+			// Cleanups run last-registered first: stop the node before
+			// its directory is removed, or a node still writing (a
+			// snapshot at the end of a test) races the removal.
+			t.Cleanup(n.Stop)
 			n.setPorts(ports[portsPerNode*i : portsPerNode*(i+1)])
 			joins[i] = n.AdminAddr
 		}
