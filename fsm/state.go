@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"unsafe"
 
 	"github.com/tidwall/btree"
 	"github.com/vmihailenco/msgpack/v5"
@@ -166,6 +167,20 @@ func Empty() *State {
 
 func k(parts ...string) string { return strings.Join(parts, "\x00") }
 
+// lookupKey is k built in buf, for lookups on the proxy's path (a key-auth
+// request makes three): it does not allocate when the key fits. The
+// string shares buf's memory, so it is only for a lookup that does not
+// keep its key, and only until buf is reused.
+func lookupKey(buf []byte, parts ...string) string {
+	for i, p := range parts {
+		if i > 0 {
+			buf = append(buf, 0)
+		}
+		buf = append(buf, p...)
+	}
+	return unsafe.String(unsafe.SliceData(buf), len(buf))
+}
+
 // tree is an index of a State. A published state's trees are only read,
 // by any number of goroutines; a fold writes to a fork.
 type tree[V any] = btree.Map[string, V]
@@ -187,7 +202,8 @@ func fork[V any](t *tree[V]) *tree[V] {
 
 // Get returns the entity of kind with the given id, or nil.
 func (s *State) Get(kind, id string) *Entity {
-	e, _ := s.entities.Get(k(kind, id))
+	var buf [96]byte
+	e, _ := s.entities.Get(lookupKey(buf[:0], kind, id))
 	return e
 }
 
@@ -208,7 +224,8 @@ func (s *State) Find(kind, key string) *Entity {
 
 // FindUnique returns the entity whose unique field equals value.
 func (s *State) FindUnique(kind, field, value string) *Entity {
-	id, ok := s.unique.Get(k(kind, field, value))
+	var buf [128]byte
+	id, ok := s.unique.Get(lookupKey(buf[:0], kind, field, value))
 	if !ok {
 		return nil
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"github.com/valyala/fasthttp"
+	"net/netip"
 
 	"github.com/gatehouse-gw/gatehouse/plugins"
 )
@@ -13,6 +14,10 @@ type fastRequest struct {
 	queryDirty bool
 	clientIP   string
 	upPath     string // set by a plugin: the upstream path to use
+	// portBuf holds X-Forwarded-Port's digits: fasthttp copies them, and
+	// a buffer of the pooled request state does not allocate.
+	portBuf [8]byte
+	ipBuf   [46]byte // the client address's text, likewise
 }
 
 var _ plugins.Request = (*fastRequest)(nil)
@@ -71,6 +76,18 @@ func (r *fastRequest) VisitHeaders(fn func(key, value string)) {
 func (r *fastRequest) ContentType() string { return string(r.ctx.Request.Header.ContentType()) }
 func (r *fastRequest) Body() []byte        { return r.ctx.Request.Body() }
 func (r *fastRequest) SetBody(b []byte)    { r.ctx.Request.SetBody(b) }
+
+// appendClientIP is ClientIP's text in buf, without making a string
+// unless a plugin already asked for one.
+func (r *fastRequest) appendClientIP(buf []byte) []byte {
+	if r.clientIP != "" {
+		return append(buf, r.clientIP...)
+	}
+	if a, ok := netip.AddrFromSlice(r.ctx.RemoteIP()); ok {
+		return a.Unmap().AppendTo(buf)
+	}
+	return append(buf, r.ClientIP()...)
+}
 
 func (r *fastRequest) ClientIP() string {
 	if r.clientIP == "" {

@@ -352,8 +352,15 @@ var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-A
 
 // connectionTokens calls del for each header named in a Connection header
 // value (those are hop-by-hop too), except the close/keep-alive tokens.
+// It walks the value in place: splitting it allocated on every request.
 func connectionTokens(c []byte, del func([]byte)) {
-	for _, n := range bytes.Split(c, []byte(",")) {
+	for len(c) > 0 {
+		n := c
+		if i := bytes.IndexByte(c, ','); i >= 0 {
+			n, c = c[:i], c[i+1:]
+		} else {
+			c = nil
+		}
 		if n = bytes.TrimSpace(n); len(n) > 0 && !bytes.EqualFold(n, []byte("close")) && !bytes.EqualFold(n, []byte("keep-alive")) {
 			del(n)
 		}
@@ -404,25 +411,21 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, sn *snapshot, ri *routeInfo, m
 
 	// Forwarded headers: Gatehouse trusts no client's X-Forwarded-* yet
 	// (Kong's trusted_ips is empty by default), so they are replaced.
-	clientIP := fr.ClientIP()
+	clientIP := fr.appendClientIP(fr.ipBuf[:0])
 	h := &req.Header
 	if xff := h.Peek("X-Forwarded-For"); len(xff) > 0 {
-		h.Set("X-Forwarded-For", string(xff)+", "+clientIP)
+		h.Set("X-Forwarded-For", string(xff)+", "+string(clientIP))
 	} else {
-		h.Set("X-Forwarded-For", clientIP)
+		h.SetBytesV("X-Forwarded-For", clientIP)
 	}
-	h.Set("X-Real-IP", clientIP)
+	h.SetBytesV("X-Real-IP", clientIP)
 	if ctx.IsTLS() {
 		h.Set("X-Forwarded-Proto", "https")
 	} else {
 		h.Set("X-Forwarded-Proto", "http")
 	}
-	fhost := host
-	if hh, _, err := net.SplitHostPort(host); err == nil {
-		fhost = hh
-	}
-	h.Set("X-Forwarded-Host", fhost)
-	h.Set("X-Forwarded-Port", strconv.Itoa(port))
+	h.Set("X-Forwarded-Host", hostOnly(host))
+	h.SetBytesV("X-Forwarded-Port", strconv.AppendInt(fr.portBuf[:0], int64(port), 10))
 	h.Set("X-Forwarded-Path", rawPath)
 	if m.StripPrefix != "" && m.StripPrefix != "/" && ri.route.StripPath {
 		h.Set("X-Forwarded-Prefix", router.EscapePath(m.StripPrefix))
@@ -561,4 +564,21 @@ func (p *Proxy) client(addr string, tls bool, svc *fsm.Service, st *fsm.State) *
 	}
 	p.clients[key] = c
 	return c
+}
+
+// hostOnly is the host of a Host header value, as net.SplitHostPort gives
+// it, or the whole value where SplitHostPort fails (no port, a bare IPv6
+// address). SplitHostPort allocates its error, and most Host headers have
+// no port.
+func hostOnly(h string) string {
+	if strings.HasPrefix(h, "[") {
+		if i := strings.IndexByte(h, ']'); i > 0 && i+1 < len(h) && h[i+1] == ':' && strings.IndexByte(h[i+2:], ':') < 0 {
+			return h[1:i]
+		}
+		return h
+	}
+	if i := strings.LastIndexByte(h, ':'); i >= 0 && strings.IndexByte(h[:i], ':') < 0 {
+		return h[:i]
+	}
+	return h
 }
