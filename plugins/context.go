@@ -54,15 +54,25 @@ type Exit struct {
 	Message string
 }
 
+// Credentials looks up the entities an auth plugin needs on every
+// request; each method answers as State would.
+type Credentials interface {
+	KeyAuth(key string) *fsm.Entity
+	Consumer(id string) *fsm.Entity
+}
+
 // Context carries one request through the plugin phases. The proxy reuses
 // contexts across requests; plugins must not keep references to it.
 type Context struct {
-	Req      Request
-	Resp     Response // set for the header, body and log phases
-	State    *fsm.State
-	Route    *fsm.Route
-	Service  *fsm.Service
-	Consumer *fsm.Consumer
+	Req   Request
+	Resp  Response // set for the header, body and log phases
+	State *fsm.State
+	// Credentials, when set, finds key-auth credentials and consumers of
+	// State by hash, faster than State's own lookups at scale.
+	Credentials Credentials
+	Route       *fsm.Route
+	Service     *fsm.Service
+	Consumer    *fsm.Consumer
 	// Plugin is the instance whose handler is running, set by the proxy
 	// before each call (rate-limiting keys counters by its scope).
 	Plugin *fsm.Plugin
@@ -91,6 +101,7 @@ type Context struct {
 // Reset clears the context for reuse.
 func (c *Context) Reset() {
 	c.Req, c.Resp, c.State, c.Route, c.Service, c.Consumer, c.Plugin = nil, nil, nil, nil, nil, nil, nil
+	c.Credentials = nil
 	c.CredentialID, c.RequestID, c.Source, c.Upstream, c.TLS = "", "", "", 0, false
 	c.exit = nil
 	c.respHeaders = c.respHeaders[:0]

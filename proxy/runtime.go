@@ -25,6 +25,8 @@ type snapshot struct {
 	// consumerPlugins is true when some plugin is scoped to a consumer,
 	// so plugins must be re-resolved once a consumer is known.
 	consumerPlugins bool
+	// creds finds key-auth credentials and consumers by hash.
+	creds *credentials
 }
 
 // routeInfo is the resolved configuration for requests matching a route.
@@ -58,13 +60,16 @@ type Runtime struct {
 // subscribe to updates.
 func NewRuntime(reg *plugins.Registry, s *fsm.State) *Runtime {
 	rt := &Runtime{plugins: reg, bal: newBalancers()}
-	rt.cur.Store(rt.rebuild(s))
+	sn := rt.rebuild(s)
+	sn.creds = buildCredentials(s)
+	rt.cur.Store(sn)
 	return rt
 }
 
 func (rt *Runtime) load() *snapshot { return rt.cur.Load() }
 
-// rebuild constructs the router from a whole state: at startup and after
+// rebuild constructs the router from a whole state (not the credential
+// index: callers that start from scratch add it): at startup and after
 // a snapshot restore, never per event.
 func (rt *Runtime) rebuild(s *fsm.State) *snapshot {
 	var routes []*router.Route
@@ -117,10 +122,13 @@ func (rt *Runtime) Update(u fsm.Update) {
 	old := rt.load()
 	if u.Reset {
 		rt.bal.reset(u.Next.Index)
-		rt.cur.Store(rt.rebuild(u.Next))
+		sn := rt.rebuild(u.Next)
+		sn.creds = buildCredentials(u.Next)
+		rt.cur.Store(sn)
 		return
 	}
-	next := &snapshot{state: u.Next, router: old.router, routes: old.routes, consumerPlugins: old.consumerPlugins}
+	next := &snapshot{state: u.Next, router: old.router, routes: old.routes, consumerPlugins: old.consumerPlugins,
+		creds: old.creds.update(u.Changes)}
 	touched := map[string]bool{} // route ids to re-place in the router
 	dropCache := false
 	for _, c := range u.Changes {
@@ -158,6 +166,7 @@ func (rt *Runtime) Update(u fsm.Update) {
 			rebuilt.routes = &sync.Map{}
 		}
 		rebuilt.consumerPlugins = next.consumerPlugins
+		rebuilt.creds = next.creds
 		rt.cur.Store(rebuilt)
 		return
 	}

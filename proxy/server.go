@@ -194,6 +194,7 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 
 	pc := &rs.pctx
 	pc.Req, pc.State, pc.Route, pc.Service, pc.RequestID, pc.Start = &rs.req, sn.state, route, ri.service, reqID, start
+	pc.Credentials = sn.creds
 	pc.TLS = ctx.IsTLS()
 
 	// Access phase, in priority order; a consumer found by an auth plugin

@@ -116,7 +116,12 @@ func (h *handler) authenticate(ctx *plugins.Context) (int, string) {
 	if key == "" {
 		return 401, msgNoKey
 	}
-	e := ctx.State.FindUnique(fsm.KeyAuths, "key", key)
+	var e *fsm.Entity
+	if ctx.Credentials != nil {
+		e = ctx.Credentials.KeyAuth(key)
+	} else {
+		e = ctx.State.FindUnique(fsm.KeyAuths, "key", key)
+	}
 	if e == nil {
 		return 401, msgBadKey
 	}
@@ -124,7 +129,12 @@ func (h *handler) authenticate(ctx *plugins.Context) (int, string) {
 	if cred.Expired(time.Now().Unix()) {
 		return 401, msgBadKey
 	}
-	ce := ctx.State.Get(fsm.Consumers, cred.ConsumerID)
+	var ce *fsm.Entity
+	if ctx.Credentials != nil {
+		ce = ctx.Credentials.Consumer(cred.ConsumerID)
+	} else {
+		ce = ctx.State.Get(fsm.Consumers, cred.ConsumerID)
+	}
 	if ce == nil {
 		return 401, msgBadKey
 	}

@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/gatehouse-gw/gatehouse/proxy/cow"
 )
 
 // Route is the routing view of one Kong route (already validated by the
@@ -65,9 +67,9 @@ type Router struct {
 	// buckets its host could match (its name, each of its suffixes from a
 	// dot, each of its prefixes to a dot) and at rest, merged in priority
 	// order.
-	byHost [3]*cowMap[pathIndex]
+	byHost [3]*cow.Map[pathIndex]
 	// byID holds each route's entries, in priority order.
-	byID *cowMap[[]*entry]
+	byID *cow.Map[[]*entry]
 	n    int // number of routes
 }
 
@@ -80,7 +82,7 @@ func New(routes ...*Route) (*Router, error) {
 		last[rt.ID] = i
 	}
 	var all []*entry
-	ids := (*cowMap[[]*entry])(nil).edit()
+	ids := (*cow.Map[[]*entry])(nil).Edit()
 	n := 0
 	for i, rt := range routes {
 		if last[rt.ID] != i {
@@ -91,12 +93,12 @@ func New(routes ...*Route) (*Router, error) {
 			return nil, err
 		}
 		slices.SortFunc(es, compareEntries)
-		ids.set(rt.ID, es)
+		ids.Set(rt.ID, es)
 		all = append(all, es...)
 		n++
 	}
 	slices.SortFunc(all, compareEntries)
-	r := &Router{byID: ids.done(), n: n}
+	r := &Router{byID: ids.Done(), n: n}
 	var rest []*entry
 	buckets := map[hostKey][]*entry{}
 	for _, e := range all {
@@ -109,16 +111,16 @@ func New(routes ...*Route) (*Router, error) {
 		}
 	}
 	r.rest = buildIndex(rest)
-	var edits [3]*cowEdit[pathIndex]
+	var edits [3]*cow.Edit[pathIndex]
 	for k, b := range buckets {
 		if edits[k.kind] == nil {
-			edits[k.kind] = (*cowMap[pathIndex])(nil).edit()
+			edits[k.kind] = (*cow.Map[pathIndex])(nil).Edit()
 		}
-		edits[k.kind].set(k.value, buildIndex(b))
+		edits[k.kind].Set(k.value, buildIndex(b))
 	}
 	for kind, e := range edits {
 		if e != nil {
-			r.byHost[kind] = e.done()
+			r.byHost[kind] = e.Done()
 		}
 	}
 	return r, nil
@@ -154,7 +156,7 @@ func (r *Router) Delete(id string) *Router {
 	if r == nil {
 		return &Router{}
 	}
-	if _, ok := r.byID.get(id); !ok {
+	if _, ok := r.byID.Get(id); !ok {
 		return r
 	}
 	return r.replace(id, nil)
@@ -164,7 +166,7 @@ func (r *Router) Delete(id string) *Router {
 // replaced by add (sorted, possibly empty). Indexes and map shards are
 // copied, never written in place, because r may be serving requests.
 func (r *Router) replace(id string, add []*entry) *Router {
-	del, _ := r.byID.get(id)
+	del, _ := r.byID.Get(id)
 	var old, nc *compiled
 	if len(del) > 0 {
 		old = del[0].c
@@ -176,14 +178,14 @@ func (r *Router) replace(id string, add []*entry) *Router {
 	if old == nil {
 		next.n++
 	}
-	ids := r.byID.edit()
+	ids := r.byID.Edit()
 	if nc == nil {
 		next.n--
-		ids.del(id)
+		ids.Del(id)
 	} else {
-		ids.set(id, add)
+		ids.Set(id, add)
 	}
-	next.byID = ids.done()
+	next.byID = ids.Done()
 
 	var oldKeys, newKeys []hostKey
 	if old != nil {
@@ -201,14 +203,14 @@ func (r *Router) replace(id string, add []*entry) *Router {
 	}
 	next.rest = updateIndex(r.rest, restDel, restAdd)
 
-	var edits [3]*cowEdit[pathIndex]
+	var edits [3]*cow.Edit[pathIndex]
 	for _, k := range slices.Concat(oldKeys, newKeys) {
 		if edits[k.kind] == nil {
-			edits[k.kind] = r.byHost[k.kind].edit()
+			edits[k.kind] = r.byHost[k.kind].Edit()
 		}
 		// The original bucket, so that a key in both lists is rebuilt
 		// from it twice to the same result.
-		cur, _ := r.byHost[k.kind].get(k.value)
+		cur, _ := r.byHost[k.kind].Get(k.value)
 		var kDel, kAdd []*entry
 		if slices.Contains(oldKeys, k) {
 			kDel = del
@@ -217,14 +219,14 @@ func (r *Router) replace(id string, add []*entry) *Router {
 			kAdd = add
 		}
 		if b := updateIndex(cur, kDel, kAdd); b == nil {
-			edits[k.kind].del(k.value)
+			edits[k.kind].Del(k.value)
 		} else {
-			edits[k.kind].set(k.value, b)
+			edits[k.kind].Set(k.value, b)
 		}
 	}
 	for kind, e := range edits {
 		if e != nil {
-			next.byHost[kind] = e.done()
+			next.byHost[kind] = e.Done()
 		}
 	}
 	return next
@@ -273,10 +275,10 @@ func (r *Router) Match(req *Request) (Match, bool) {
 	// prefixes along them.
 	var buf [16][]*entry
 	lists := buf[:0]
-	if r.byHost != [3]*cowMap[pathIndex]{} {
+	if r.byHost != [3]*cow.Map[pathIndex]{} {
 		// Allocates only for a Host header with upper-case letters.
 		h := lowerASCII(in.host)
-		if b, ok := r.byHost[hostExact].get(h); ok {
+		if b, ok := r.byHost[hostExact].Get(h); ok {
 			lists = candidates(b, path, lists)
 		}
 		if r.byHost[hostSuffix] != nil || r.byHost[hostPrefix] != nil {
@@ -284,10 +286,10 @@ func (r *Router) Match(req *Request) (Match, bool) {
 				if h[i] != '.' {
 					continue
 				}
-				if b, ok := r.byHost[hostSuffix].get(h[i:]); ok {
+				if b, ok := r.byHost[hostSuffix].Get(h[i:]); ok {
 					lists = candidates(b, path, lists)
 				}
-				if b, ok := r.byHost[hostPrefix].get(h[:i+1]); ok {
+				if b, ok := r.byHost[hostPrefix].Get(h[:i+1]); ok {
 					lists = candidates(b, path, lists)
 				}
 			}

@@ -68,13 +68,7 @@ func runSteps(t *testing.T, r *Router, steps []step) {
 // scan tries them in.
 func allEntries(r *Router) []*entry {
 	var all []*entry
-	if r.byID != nil {
-		for _, sh := range r.byID.shards {
-			for _, es := range sh {
-				all = append(all, es...)
-			}
-		}
-	}
+	r.byID.Each(func(_ string, es []*entry) { all = append(all, es...) })
 	slices.SortFunc(all, compareEntries)
 	return all
 }

@@ -22,6 +22,7 @@ var client = &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{M
 type node struct {
 	bin, dir                    string
 	proxy, admin, status, raftA string
+	gossip                      string
 	cmd                         *exec.Cmd
 	logf                        *os.File
 }
@@ -37,7 +38,9 @@ func freePort() (string, error) {
 
 func newNode(bin, dir string) (*node, error) {
 	n := &node{bin: bin, dir: dir}
-	for _, p := range []*string{&n.proxy, &n.admin, &n.status, &n.raftA} {
+	// Every address explicitly: the gossip address would default to the
+	// Raft port + 1, which may be one of the others.
+	for _, p := range []*string{&n.proxy, &n.admin, &n.status, &n.raftA, &n.gossip} {
 		a, err := freePort()
 		if err != nil {
 			return nil, err
@@ -56,13 +59,13 @@ func (n *node) start(env ...string) error {
 	n.logf = f
 	n.cmd = exec.Command(n.bin, "run", "--data-dir", filepath.Join(n.dir, "data"), "--node-id", "scale",
 		"--proxy-listen", n.proxy, "--admin-listen", n.admin, "--status-listen", n.status,
-		"--cluster-listen", n.raftA)
+		"--cluster-listen", n.raftA, "--gossip-listen", n.gossip)
 	n.cmd.Env = append(os.Environ(), env...)
 	n.cmd.Stdout, n.cmd.Stderr = f, f
 	if err := n.cmd.Start(); err != nil {
 		return err
 	}
-	return waitFor(2*time.Minute, func() bool {
+	err = waitFor(2*time.Minute, func() bool {
 		resp, err := client.Get("http://" + n.admin + "/status")
 		if err != nil {
 			return false
@@ -70,6 +73,14 @@ func (n *node) start(env ...string) error {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
+	if err != nil {
+		b, _ := os.ReadFile(f.Name())
+		if len(b) > 4000 {
+			b = b[len(b)-4000:]
+		}
+		return fmt.Errorf("node admin API: %w; its log ends:\n%s", err, b)
+	}
+	return nil
 }
 
 // stop ends the node with SIGTERM (SIGKILL after 30 s).
