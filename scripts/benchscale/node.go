@@ -203,19 +203,35 @@ func newGet(url string, header ...string) (*http.Request, error) {
 	return req, nil
 }
 
-// settle waits (at most a minute) until the node has used less than 5% of
-// a core in each of three seconds in a row: after a large load it
-// collects garbage for a while (a cycle over a gigabyte of heap takes
-// seconds here), and a measurement taken then would time that instead.
+// settle waits (at most two minutes) until the node has used less than
+// 5% of a core and written less than a megabyte in each of three seconds
+// in a row: after a large load it collects garbage and writes a snapshot
+// (hundreds of megabytes, during which every write's fsync waits), and a
+// measurement taken then would time that instead.
 func (n *node) settle() {
 	quiet := 0
-	for range 60 {
-		c0 := n.cpuSeconds()
+	for range 120 {
+		c0, w0 := n.cpuSeconds(), n.writtenBytes()
 		time.Sleep(time.Second)
-		if n.cpuSeconds()-c0 >= 0.05 {
+		if n.cpuSeconds()-c0 >= 0.05 || n.writtenBytes()-w0 >= 1<<20 {
 			quiet = 0
 		} else if quiet++; quiet == 3 {
 			return
 		}
 	}
+}
+
+// writtenBytes is what the node has written to storage so far.
+func (n *node) writtenBytes() int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", n.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "write_bytes: "); ok {
+			w, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return w
+		}
+	}
+	return 0
 }
