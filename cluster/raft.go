@@ -301,15 +301,10 @@ type adapter struct {
 	// snapshot. Raft snapshots by entry count, and a few bulk writes
 	// (declarative configs, restores) are few entries but many
 	// megabytes: a restart would fold them all again (a minute at
-	// 1,000,000 consumers). Past snapshotBytes, and past the size of the
-	// last snapshot, the adapter asks for a snapshot itself: the second
-	// bound keeps the cost of snapshotting proportional to what was
-	// written (during a bulk load the state, and so each snapshot, grows
-	// with every batch), while a restart still replays no more than one
-	// snapshot's worth.
+	// 1,000,000 consumers). Past snapshotBytes the adapter asks for a
+	// snapshot itself.
 	unsnapshotted atomic.Int64
 	snapshotBytes int64
-	lastSnapshot  atomic.Int64 // bytes of the last snapshot written
 	snapping      atomic.Bool
 }
 
@@ -339,8 +334,7 @@ func (a *adapter) ApplyBatch(logs []*raft.Log) []any {
 	for _, e := range entries {
 		a.unsnapshotted.Add(int64(len(e.Data)))
 	}
-	pending := a.unsnapshotted.Load()
-	if r := a.raft.Load(); r != nil && pending > a.snapshotBytes && pending > a.lastSnapshot.Load() && a.snapping.CompareAndSwap(false, true) {
+	if r := a.raft.Load(); r != nil && a.unsnapshotted.Load() > a.snapshotBytes && a.snapping.CompareAndSwap(false, true) {
 		// Not on this goroutine: Raft takes the snapshot through the FSM
 		// loop this call runs on.
 		go func() {
@@ -355,7 +349,7 @@ func (a *adapter) ApplyBatch(logs []*raft.Log) []any {
 
 func (a *adapter) Snapshot() (raft.FSMSnapshot, error) {
 	a.unsnapshotted.Store(0)
-	return &snapshot{m: a.m, s: a.m.State(), size: &a.lastSnapshot}, nil
+	return &snapshot{m: a.m, s: a.m.State()}, nil
 }
 
 func (a *adapter) Restore(rc io.ReadCloser) error {
@@ -364,30 +358,16 @@ func (a *adapter) Restore(rc io.ReadCloser) error {
 }
 
 type snapshot struct {
-	m    *fsm.Machine
-	s    *fsm.State
-	size *atomic.Int64 // set to the bytes written
+	m *fsm.Machine
+	s *fsm.State
 }
 
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	w := &countingWriter{w: sink}
-	if err := s.m.Persist(s.s, w); err != nil {
+	if err := s.m.Persist(s.s, sink); err != nil {
 		sink.Cancel()
 		return err
 	}
-	s.size.Store(w.n)
 	return sink.Close()
-}
-
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 func (s *snapshot) Release() {}
