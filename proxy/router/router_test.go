@@ -663,6 +663,21 @@ func TestIndexMatchesLinearScanAtScale(t *testing.T) {
 		rt.ID = fmt.Sprintf("ffffffff-0000-4000-8000-%012x", i)
 		routes = append(routes, &rt)
 	}
+	// Overlaps: shorter prefixes of existing paths, some with a method,
+	// so a request has candidates under several keys and the merge by
+	// priority decides.
+	for i := range 300 {
+		rt := routes[rng.IntN(len(routes))]
+		p := rt.Paths[0]
+		if strings.HasPrefix(p, "~") || len(p) < 2 {
+			continue
+		}
+		short := &Route{ID: fmt.Sprintf("eeeeeeee-0000-4000-8000-%012x", i), Paths: []string{p[:1+rng.IntN(len(p)-1)]}}
+		if i%3 == 0 {
+			short.Methods = []string{"GET"}
+		}
+		routes = append(routes, short)
+	}
 	r := mustNew(t, routes...)
 	all := allEntries(r)
 	for i, req := range reqs {
