@@ -679,7 +679,7 @@ func (m *Machine) Restore(r io.Reader) error {
 // every core, in chunks, while this goroutine reads on; the chunks are
 // indexed in order, which is cheap. With canonical data an entity's bytes
 // are its encoding and only need hashing.
-func (m *Machine) restoreEntities(dec *msgpack.Decoder, t *txn, canonical bool) error {
+func (m *Machine) restoreEntities(dec *msgpack.Decoder, t *txn, canonicalData bool) error {
 	type chunk struct {
 		raw  []snapEntityRaw
 		ents []*Entity
@@ -696,7 +696,7 @@ func (m *Machine) restoreEntities(dec *msgpack.Decoder, t *txn, canonical bool) 
 				var err error
 				c.ents = make([]*Entity, len(c.raw))
 				for i, r := range c.raw {
-					if c.ents[i], err = m.restoredEntity(r, canonical); err != nil {
+					if c.ents[i], err = m.restoredEntity(r, canonicalData); err != nil {
 						break
 					}
 				}

@@ -111,6 +111,23 @@ func (c *Context) Reset() {
 	}{}
 }
 
+// KeyAuth returns the key-auth credential with key k, by Credentials
+// when the proxy set it, else from State.
+func (c *Context) KeyAuth(k string) *fsm.Entity {
+	if c.Credentials != nil {
+		return c.Credentials.KeyAuth(k)
+	}
+	return c.State.FindUnique(fsm.KeyAuths, "key", k)
+}
+
+// ConsumerEntity returns the consumer with that id, likewise.
+func (c *Context) ConsumerEntity(id string) *fsm.Entity {
+	if c.Credentials != nil {
+		return c.Credentials.Consumer(id)
+	}
+	return c.State.Get(fsm.Consumers, id)
+}
+
 // Exit ends the request with a response; later access-phase plugins do not
 // run and nothing is proxied.
 func (c *Context) Exit(e *Exit) { c.exit = e }

@@ -76,7 +76,7 @@ func (h *handler) authenticate(ctx *plugins.Context) bool {
 		if subtle.ConstantTimeCompare([]byte(want), []byte(cred.PasswordHash)) != 1 {
 			return false
 		}
-		ce := ctx.State.Get(fsm.Consumers, cred.ConsumerID)
+		ce := ctx.ConsumerEntity(cred.ConsumerID)
 		if ce == nil {
 			return false
 		}

@@ -227,7 +227,7 @@ func serialize(ctx *plugins.Context, rq *request) map[string]any {
 			}
 		}
 		if ctx.Consumer != nil {
-			if ce := ctx.State.Get(fsm.Consumers, ctx.Consumer.ID); ce != nil {
+			if ce := ctx.ConsumerEntity(ctx.Consumer.ID); ce != nil {
 				e["consumer"] = ce.Data
 			}
 		}

@@ -217,7 +217,7 @@ func (h *handler) authenticate(ctx *plugins.Context) *failure {
 			return &failure{status: 401, claims: map[string]string{"exp": "exceeds maximum allowed expiration"}}
 		}
 	}
-	ce := ctx.State.Get(fsm.Consumers, cred.ConsumerID)
+	ce := ctx.ConsumerEntity(cred.ConsumerID)
 	if ce == nil {
 		return &failure{status: 401, msg: "Could not find consumer for '" + h.keyClaim + "=" + cred.Key + "'"}
 	}

@@ -116,12 +116,7 @@ func (h *handler) authenticate(ctx *plugins.Context) (int, string) {
 	if key == "" {
 		return 401, msgNoKey
 	}
-	var e *fsm.Entity
-	if ctx.Credentials != nil {
-		e = ctx.Credentials.KeyAuth(key)
-	} else {
-		e = ctx.State.FindUnique(fsm.KeyAuths, "key", key)
-	}
+	e := ctx.KeyAuth(key)
 	if e == nil {
 		return 401, msgBadKey
 	}
@@ -129,12 +124,7 @@ func (h *handler) authenticate(ctx *plugins.Context) (int, string) {
 	if cred.Expired(time.Now().Unix()) {
 		return 401, msgBadKey
 	}
-	var ce *fsm.Entity
-	if ctx.Credentials != nil {
-		ce = ctx.Credentials.Consumer(cred.ConsumerID)
-	} else {
-		ce = ctx.State.Get(fsm.Consumers, cred.ConsumerID)
-	}
+	ce := ctx.ConsumerEntity(cred.ConsumerID)
 	if ce == nil {
 		return 401, msgBadKey
 	}

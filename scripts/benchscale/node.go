@@ -167,9 +167,9 @@ func (n *node) send(method, path string, v any) ([]byte, error) {
 
 // get fetches a proxy URL and reports the status (0 on a network error).
 func get(url string, header ...string) int {
-	req, _ := http.NewRequest("GET", url, nil)
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
+	req, err := newGet(url, header...)
+	if err != nil {
+		return 0
 	}
 	resp, err := probe.Do(req)
 	if err != nil {
