@@ -96,7 +96,7 @@ func (s *Server) configApply(w http.ResponseWriter, r *http.Request) {
 	// the same document twice appends nothing.
 	same := map[string]bool{}
 	for _, c := range changes {
-		if c.Before != nil && c.After != nil && len(fsm.ChangedFields(c.Before.Data, c.After.Data)) == 0 {
+		if c.Before != nil && c.After != nil && len(fsm.ChangedFields(c.Before.Data(), c.After.Data())) == 0 {
 			same[c.Kind+"\x00"+c.ID] = true
 		}
 	}
@@ -122,11 +122,13 @@ func (s *Server) configApply(w http.ResponseWriter, r *http.Request) {
 				op, e = "deleted", c.Before
 			}
 			item := map[string]any{"op": op, "entity_type": c.Kind, "entity_id": c.ID}
-			if ek := fsm.EndpointKey(c.Kind); ek != "" && e.Data[ek] != nil {
-				item["entity_name"] = e.Data[ek]
+			if ek := fsm.EndpointKey(c.Kind); ek != "" {
+				if name := e.Data()[ek]; name != nil {
+					item["entity_name"] = name
+				}
 			}
 			if op == "updated" {
-				item["fields"] = fsm.ChangedFields(c.Before.Data, c.After.Data)
+				item["fields"] = fsm.ChangedFields(c.Before.Data(), c.After.Data())
 			}
 			plan = append(plan, item)
 		}

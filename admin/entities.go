@@ -123,7 +123,7 @@ func (s *Server) lookup(st *fsm.State, c *collection, parent *fsm.Entity, key st
 	if e == nil && c.kind == fsm.Certificates && !fsm.IsUUID(key) {
 		// GET /certificates/{sni name}: the certificate that SNI selects.
 		if sni := st.FindUnique(fsm.SNIs, "name", key); sni != nil {
-			e = st.Get(fsm.Certificates, refID(sni.Data, "certificate"))
+			e = st.Get(fsm.Certificates, refID(sni.Data(), "certificate"))
 		}
 	}
 	if e == nil && c.kind == fsm.Targets && parent != nil {
@@ -134,7 +134,7 @@ func (s *Server) lookup(st *fsm.State, c *collection, parent *fsm.Entity, key st
 			e = st.FindUnique(fsm.Targets, "target", parent.ID+"|"+key+":8000")
 		}
 	}
-	if e == nil || !visible(e) || parent != nil && refID(e.Data, c.parent.field) != parent.ID {
+	if e == nil || !visible(e) || parent != nil && refID(e.Data(), c.parent.field) != parent.ID {
 		return nil
 	}
 	return e
@@ -153,8 +153,9 @@ func visible(e *fsm.Entity) bool {
 // seconds it has left, as Kong does.
 func render(st *fsm.State, e *fsm.Entity) map[string]any {
 	copyData := func() map[string]any {
-		out := make(map[string]any, len(e.Data))
-		for k, v := range e.Data {
+		d := e.Data()
+		out := make(map[string]any, len(d))
+		for k, v := range d {
 			out[k] = v
 		}
 		return out
@@ -180,7 +181,7 @@ func render(st *fsm.State, e *fsm.Entity) map[string]any {
 		out["snis"] = st.SNINames(e.ID)
 		return out
 	}
-	return e.Data
+	return e.Data()
 }
 
 func refID(d map[string]any, f string) string {
@@ -208,7 +209,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request, c *collection) {
 		notFound(w)
 		return
 	}
-	if !entityAllowed(st, r, e.Data) {
+	if !entityAllowed(st, r, e.Data()) {
 		s.forbidden(w, r)
 		return
 	}
@@ -270,7 +271,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, c *collection) {
 			}
 			var data []any
 			if e := st.FindUnique(fsm.Consumers, "custom_id", v[0]); e != nil {
-				data = append(data, e.Data)
+				data = append(data, e.Data())
 			}
 			writeJSON(w, 200, map[string]any{"data": nonNil(data), "next": nil})
 			return
@@ -283,7 +284,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, c *collection) {
 		if e.ID <= after {
 			return true
 		}
-		if filter != nil && !filter(e) || !visible(e) || !entityAllowed(st, r, e.Data) {
+		if filter != nil && !filter(e) || !visible(e) || !entityAllowed(st, r, e.Data()) {
 			return true
 		}
 		if len(data) == size {
@@ -402,7 +403,7 @@ func (s *Server) infer(kind string, body map[string]any, existing *fsm.Entity) m
 	}
 	name, _ := body["name"].(string)
 	if name == "" && existing != nil {
-		name, _ = existing.Data["name"].(string)
+		name, _ = existing.Data()["name"].(string)
 	}
 	cfg, ok := body["config"].(map[string]any)
 	if !ok || s.cfg.Plugins == nil {
@@ -440,7 +441,7 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, c *collection, op
 		notFound(w)
 		return
 	}
-	if existing != nil && !entityAllowed(st, r, existing.Data) {
+	if existing != nil && !entityAllowed(st, r, existing.Data()) {
 		s.forbidden(w, r)
 		return
 	}
@@ -453,7 +454,7 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, c *collection, op
 		// the tags after the write must qualify too.
 		after := body
 		if _, has := body["tags"]; !has && existing != nil {
-			after = existing.Data
+			after = existing.Data()
 		}
 		if !entityAllowed(st, r, after) {
 			s.forbidden(w, r)
@@ -498,7 +499,7 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, c *collection, op
 			s.commitReveal(w, r, st, cmd, status, token)
 			return
 		case op == log.OpUpsert:
-			body["token_hash"] = existing.Data["token_hash"]
+			body["token_hash"] = existing.Data()["token_hash"]
 		}
 	}
 	s.commit(w, r, st, cmd, status)
@@ -602,19 +603,19 @@ func (s *Server) foreignEndpoint(path, kind, field, target string) {
 			notFound(w)
 			return
 		}
-		id := refID(e.Data, field)
+		id := refID(e.Data(), field)
 		t := st.Get(target, id)
 		if t == nil {
 			notFound(w)
 			return
 		}
-		if !entityAllowed(st, r, t.Data) {
+		if !entityAllowed(st, r, t.Data()) {
 			s.forbidden(w, r)
 			return
 		}
 		switch r.Method {
 		case "GET", "HEAD":
-			writeJSON(w, 200, t.Data)
+			writeJSON(w, 200, t.Data())
 		case "PATCH", "PUT":
 			op := log.OpUpdate
 			if r.Method == "PUT" {

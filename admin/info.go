@@ -260,9 +260,7 @@ func (s *Server) tagsList(w http.ResponseWriter, r *http.Request) {
 	data := []any{}
 	for _, kind := range fsm.Kinds {
 		st.Walk(kind, "", func(e *fsm.Entity) bool {
-			tags, _ := e.Data["tags"].([]any)
-			for _, t := range tags {
-				ts, _ := t.(string)
+			for _, ts := range e.Tags() {
 				if want == "" || ts == want {
 					data = append(data, map[string]any{"tag": ts, "entity_name": kind, "entity_id": e.ID})
 				}

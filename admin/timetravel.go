@@ -89,19 +89,19 @@ func (s *Server) auditDiff(w http.ResponseWriter, r *http.Request) {
 			// The entity's endpoint key (name, username, target), so a
 			// reader knows which one changed; never a credential.
 			if f := fsm.EndpointKey(d.Kind); f != "" {
-				if v, ok := fsm.Redact(d.Kind, e.Data, nil)[f].(string); ok && v != "redacted" {
+				if v, ok := fsm.Redact(d.Kind, e.Data(), nil)[f].(string); ok && v != "redacted" {
 					c["name"] = v
 				}
 			}
 		}
 		switch {
 		case d.Before == nil:
-			c["after"] = fsm.Redact(d.Kind, d.After.Data, salt)
+			c["after"] = fsm.Redact(d.Kind, d.After.Data(), salt)
 		case d.After == nil:
-			c["before"] = fsm.Redact(d.Kind, d.Before.Data, salt)
+			c["before"] = fsm.Redact(d.Kind, d.Before.Data(), salt)
 		default:
-			fields := fsm.ChangedFields(d.Before.Data, d.After.Data)
-			before, after := fsm.Redact(d.Kind, d.Before.Data, salt), fsm.Redact(d.Kind, d.After.Data, salt)
+			fields := fsm.ChangedFields(d.Before.Data(), d.After.Data())
+			before, after := fsm.Redact(d.Kind, d.Before.Data(), salt), fsm.Redact(d.Kind, d.After.Data(), salt)
 			bf, af := map[string]any{}, map[string]any{}
 			for _, f := range fields {
 				bf[f], af[f] = before[f], after[f]

@@ -146,7 +146,7 @@ func (f *Fold) exec(t *txn, s *State, now int64, cmd *Command) *Error {
 		}
 	}
 	owned := func(e *Entity) bool {
-		return parent == nil || ref(e.Data, cmd.Parent.Field) == parent.ID
+		return parent == nil || ref(e.Data(), cmd.Parent.Field) == parent.ID
 	}
 	switch cmd.Op {
 	case "delete":
@@ -195,7 +195,7 @@ func (f *Fold) exec(t *txn, s *State, now int64, cmd *Command) *Error {
 		if e == nil || !owned(e) {
 			return ErrNotFound()
 		}
-		data := schema.Merge(e.Data, cmd.Body)
+		data := schema.Merge(e.Data(), cmd.Body)
 		data["id"] = e.ID
 		return f.put(t, s, now, cmd, parent, e, data)
 	}
@@ -215,7 +215,7 @@ func (f *Fold) put(t *txn, s *State, now int64, cmd *Command, parent, old *Entit
 		sec = float64(now/1e6) / 1000 // Kong stores target times with ms precision
 	}
 	if old != nil {
-		data["created_at"] = old.Data["created_at"]
+		data["created_at"] = old.Data()["created_at"]
 	} else {
 		data["created_at"] = sec
 	}
@@ -251,7 +251,7 @@ func (f *Fold) put(t *txn, s *State, now int64, cmd *Command, parent, old *Entit
 		return err
 	}
 	if pw, ok := cmd.Body["password"].(string); ok && kind == BasicAuths &&
-		(old == nil || pw != str(old.Data, "password") || ref(old.Data, "consumer") != ref(out, "consumer")) {
+		(old == nil || pw != str(old.Data(), "password") || ref(old.Data(), "consumer") != ref(out, "consumer")) {
 		// Hashed once, when the command carries a password: an update
 		// that leaves it out keeps the stored hash, and so does one that
 		// sends the stored hash back (a dump applied again).
@@ -263,7 +263,7 @@ func (f *Fold) put(t *txn, s *State, now int64, cmd *Command, parent, old *Entit
 	if err := t.checkUnique(s, now, kind, out, old); err != nil {
 		return err
 	}
-	e := &Entity{Kind: kind, ID: out["id"].(string), Data: out}
+	e := NewEntity(kind, out["id"].(string), out)
 	e.View = buildView(kind, out, compiled)
 	if old != nil {
 		t.replace(old, e)
@@ -355,7 +355,7 @@ func shorthands(kind string, data map[string]any, old *Entity) *Error {
 		}
 	case Upstreams:
 		// Kong keeps algorithm and hash_on consistent with each other.
-		if h, ok := data["hash_on"].(string); ok && (old == nil || old.Data["hash_on"] != h) {
+		if h, ok := data["hash_on"].(string); ok && (old == nil || old.Data()["hash_on"] != h) {
 			if h != "none" {
 				data["algorithm"] = "consistent-hashing"
 			} else if data["algorithm"] == "consistent-hashing" {
@@ -688,10 +688,10 @@ func (t *txn) swapEntity(old, e *Entity) {
 func (t *txn) swapUnique(old, e *Entity) {
 	var oldKeys, newKeys []string
 	if old != nil {
-		oldKeys = uniqueKeys(old.Kind, old.Data)
+		oldKeys = uniqueKeys(old.Kind, old.Data())
 	}
 	if e != nil {
-		newKeys = uniqueKeys(e.Kind, e.Data)
+		newKeys = uniqueKeys(e.Kind, e.Data())
 	}
 	for _, key := range oldKeys {
 		if !slices.Contains(newKeys, key) {
@@ -712,14 +712,19 @@ func (t *txn) swapChildren(old, e *Entity) {
 	if x == nil {
 		x = e
 	}
-	for _, fr := range foreignFields[x.Kind] {
-		was, is := "", ""
-		if old != nil {
-			was = ref(old.Data, fr.field)
-		}
-		if e != nil {
-			is = ref(e.Data, fr.field)
-		}
+	frs := foreignFields[x.Kind]
+	if len(frs) == 0 {
+		return
+	}
+	var oldData, newData map[string]any
+	if old != nil {
+		oldData = old.Data()
+	}
+	if e != nil {
+		newData = e.Data()
+	}
+	for _, fr := range frs {
+		was, is := ref(oldData, fr.field), ref(newData, fr.field)
 		if was == is {
 			continue
 		}
@@ -751,8 +756,9 @@ func (t *txn) swapCounts(old, e *Entity) {
 		if x == old {
 			d = -1
 		}
-		t.countPlugin(str(x.Data, "name"), d)
-		if ref(x.Data, "consumer") != "" {
+		data := x.Data()
+		t.countPlugin(str(data, "name"), d)
+		if ref(data, "consumer") != "" {
 			t.consumer += d
 		}
 	}

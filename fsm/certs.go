@@ -240,8 +240,8 @@ func (f *Fold) syncSNIs(t *txn, now int64, cert *Entity, names []string) *Error 
 	var drop []*Entity
 	have := map[string]bool{}
 	view.Children(Certificates, cert.ID, SNIs, func(e *Entity) bool {
-		if want[str(e.Data, "name")] {
-			have[str(e.Data, "name")] = true
+		if want[str(e.Data(), "name")] {
+			have[str(e.Data(), "name")] = true
 		} else {
 			drop = append(drop, e)
 		}
@@ -274,7 +274,7 @@ var sniNamespace = uuid.MustParse("6a1f6d2c-5b0e-4c3e-9a57-2f0d1f3b7c11")
 func (s *State) SNINames(certID string) []any {
 	names := []string{}
 	s.Children(Certificates, certID, SNIs, func(e *Entity) bool {
-		names = append(names, str(e.Data, "name"))
+		names = append(names, str(e.Data(), "name"))
 		return true
 	})
 	sort.Strings(names)

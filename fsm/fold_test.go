@@ -64,8 +64,8 @@ func TestServiceDefaultsAndURLShorthand(t *testing.T) {
 	want := map[string]any{"protocol": "https", "host": "example.test", "port": 8443.0, "path": "/api",
 		"retries": 5.0, "connect_timeout": 60000.0, "enabled": true, "tags": nil, "created_at": 1.7e9}
 	for k, v := range want {
-		if e.Data[k] != v {
-			t.Errorf("%s = %v, want %v", k, e.Data[k], v)
+		if e.Data()[k] != v {
+			t.Errorf("%s = %v, want %v", k, e.Data()[k], v)
 		}
 	}
 	if s.Find(Services, "example") != e {
@@ -150,7 +150,7 @@ func TestPluginPatchDeepMerges(t *testing.T) {
 	s := apply(t, f, Empty(), &Command{Op: "create", Kind: Plugins, NewID: id1,
 		Body: map[string]any{"name": "demo", "config": map[string]any{"minute": 5.0, "policy": "x"}}})
 	s = apply(t, f, s, &Command{Op: "update", Kind: Plugins, Key: id1, Body: map[string]any{"config": map[string]any{"minute": 7.0}}})
-	cfg := s.Get(Plugins, id1).Data["config"].(map[string]any)
+	cfg := s.Get(Plugins, id1).Data()["config"].(map[string]any)
 	if cfg["minute"] != 7.0 || cfg["policy"] != "x" || cfg["nested"].(map[string]any)["a"] != 1.0 {
 		t.Fatalf("config after patch: %v", cfg)
 	}
@@ -256,16 +256,16 @@ func TestConsumerScopedPluginCount(t *testing.T) {
 // folded entity (defaults may be ints, lists []string) and the same entity
 // decoded from a snapshot (float64s, []any) are one entity.
 func TestEntityHashIgnoresInMemoryTypes(t *testing.T) {
-	folded := &Entity{Kind: Plugins, Data: map[string]any{"id": "p", "config": map[string]any{
+	folded := &Entity{Kind: Plugins, data: map[string]any{"id": "p", "config": map[string]any{
 		"minute": 5, "limit": int64(-3), "big": uint32(1 << 31), "ratio": 0.5, "names": []string{"a", "b"},
 		"headers": map[string]string{"x": "y"}}, "created_at": 1764577304.0}}
-	decoded := &Entity{Kind: Plugins, Data: map[string]any{"id": "p", "config": map[string]any{
+	decoded := &Entity{Kind: Plugins, data: map[string]any{"id": "p", "config": map[string]any{
 		"minute": 5.0, "limit": -3.0, "big": float64(1 << 31), "ratio": 0.5, "names": []any{"a", "b"},
 		"headers": map[string]any{"x": "y"}}, "created_at": int64(1764577304)}}
 	if a, b := entityHash(folded), entityHash(decoded); a != b {
 		t.Errorf("hash of the folded entity %x differs from the decoded one %x", a[:6], b[:6])
 	}
-	other := &Entity{Kind: Plugins, Data: map[string]any{"id": "p", "config": map[string]any{"minute": 6.0}}}
+	other := &Entity{Kind: Plugins, data: map[string]any{"id": "p", "config": map[string]any{"minute": 6.0}}}
 	if entityHash(other) == entityHash(decoded) {
 		t.Error("different data, same hash")
 	}
@@ -356,4 +356,67 @@ func TestStatesStayImmutable(t *testing.T) {
 	if base.Hash() != want || count(base) != 300 || base.Get(Consumers, "00000000-0000-4000-8000-000000000000") == nil {
 		t.Fatal("the base state changed")
 	}
+}
+
+// A published entity keeps only its encoding; Data decodes the same
+// fields the fold produced, a fresh map each call, and Tags needs no
+// decoding. Checked for a folded, a restored and a time-travelled entity.
+func TestPublishedEntitiesKeepOnlyTheirEncoding(t *testing.T) {
+	dir := t.TempDir()
+	h, err := log.OpenHistory(filepath.Join(dir, "h.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	m := New(h, testPlugins{})
+	f := &Fold{Plugins: testPlugins{}}
+	cmd := &Command{Op: "create", Kind: Services, NewID: id1,
+		Body: map[string]any{"host": "a.test", "name": "svc", "tags": []any{"blue", "green"}}}
+	folded := apply(t, f, Empty(), cmd).Get(Services, id1).Data()
+	payload, _ := EncodeCommand(cmd)
+	data, _ := log.Encode(&log.Event{Type: log.TypeEntity, Time: 1_700_000_000_000_000_000, Op: cmd.Op, Entity: cmd.Kind, Payload: payload})
+	if res := m.Apply(1, data); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	check := func(name string, e *Entity) {
+		t.Helper()
+		if e == nil || e.data != nil || e.enc == nil {
+			t.Fatalf("%s: entity %v should hold only its encoding", name, e)
+		}
+		got := e.Data()
+		if fmt.Sprint(got) != fmt.Sprint(folded) {
+			t.Errorf("%s: Data() = %v, folded %v", name, got, folded)
+		}
+		got["host"] = "changed"
+		if e.Data()["host"] != "a.test" {
+			t.Errorf("%s: changing Data()'s map changed the entity", name)
+		}
+		if fmt.Sprint(e.Tags()) != "[blue green]" || !m.State().Tagged("green", Services, id1) {
+			t.Errorf("%s: tags %v", name, e.Tags())
+		}
+	}
+	check("folded", m.State().Get(Services, id1))
+
+	var buf bytes.Buffer
+	if err := m.Persist(m.State(), &buf); err != nil {
+		t.Fatal(err)
+	}
+	h2, _ := log.OpenHistory(filepath.Join(dir, "h2.db"))
+	defer h2.Close()
+	m2 := New(h2, testPlugins{})
+	if err := m2.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	check("restored", m2.State().Get(Services, id1))
+
+	upd, _ := EncodeCommand(&Command{Op: "update", Kind: Services, Key: id1, Body: map[string]any{"host": "b.test"}})
+	data, _ = log.Encode(&log.Event{Type: log.TypeEntity, Time: 1_700_000_000_000_000_001, Op: "update", Entity: Services, Payload: upd})
+	if res := m.Apply(2, data); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	past, err := m.StateAt(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("past", past.Get(Services, id1))
 }

@@ -62,6 +62,31 @@ type Machine struct {
 	// fromStart is true until a snapshot is restored: the log is then
 	// applied from its first entry and records every version.
 	fromStart bool
+
+	collecting atomic.Bool // a collection after a bulk change is running
+}
+
+// bulkChanges is how many entity changes make an apply bulk (see
+// collectAfterBulk).
+const bulkChanges = 10_000
+
+// collectAfterBulk starts a garbage collection in the background. A bulk
+// apply (a declarative config, a restore, a snapshot read at startup)
+// leaves a heap of garbage next to a large live state; left alone, the
+// collector's next cycle comes with the next few small writes, and
+// marking the state then stalls them through assists (the first route
+// changes after loading 100,000 routes took 0.1 to 0.6 s, all of it in
+// one collection). Collecting at once, while the node is still busy with
+// the bulk write, also sets the next cycle's goal from the true live heap.
+// Prometheus does the same after compacting its head block.
+func (m *Machine) collectAfterBulk() {
+	if !m.collecting.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer m.collecting.Store(false)
+		runtime.GC()
+	}()
 }
 
 // New creates a machine over history with the given plugin registry.
@@ -141,6 +166,11 @@ func (m *Machine) ApplyBatch(entries []Entry) []*Result {
 				slog.Error("time-travel version", "index", en.Index, "err", err)
 			}
 		}
+		for _, c := range ch {
+			if c.After != nil {
+				c.After.seal()
+			}
+		}
 		s = next
 		changes = append(changes, ch...)
 	}
@@ -161,6 +191,9 @@ func (m *Machine) ApplyBatch(entries []Entry) []*Result {
 	}
 	tHistory := time.Since(t0) - tFold
 	m.publish(Update{Prev: prev, Next: s, Changes: changes})
+	if len(changes) >= bulkChanges {
+		m.collectAfterBulk()
+	}
 	if d := time.Since(t0); d > time.Second {
 		// Large batches (a restore, a declarative config) are worth
 		// seeing in the log, split by where the time went.
@@ -489,7 +522,7 @@ func (p Parts) WriteState(w io.Writer) error {
 			// and backup.
 			b := e.enc
 			if b == nil {
-				b = canonical(e.Data)
+				b = canonical(e.Data())
 			}
 			err = enc.Encode(&snapEntityRaw{Kind: kind, Data: b})
 			return err == nil
@@ -643,13 +676,17 @@ func (m *Machine) Restore(r io.Reader) error {
 	if h.Version != 1 && h.Version != snapVersion {
 		return fmt.Errorf("unsupported snapshot version %d", h.Version)
 	}
+	t0 := time.Now()
 	t := m.fold.begin(Empty())
 	if err := m.restoreEntities(dec, t, h.Canonical); err != nil {
 		return err
 	}
-	if _, err := m.history.Load(br); err != nil {
+	tEntities := time.Since(t0)
+	records, err := m.history.Load(br)
+	if err != nil {
 		return fmt.Errorf("restore history: %w", err)
 	}
+	tHistory := time.Since(t0) - tEntities
 	next := t.commit(h.Index)
 	next.webhook = h.Webhook
 	next.lastTime, next.salt = h.LastTime, h.Salt
@@ -670,7 +707,12 @@ func (m *Machine) Restore(r io.Reader) error {
 	if err != nil {
 		slog.Error("time-travel versions", "err", err)
 	}
+	// A restart's time is mostly this; where it went is worth a line.
+	slog.Info("snapshot restored", "index", next.Index, "entities", next.entities.Len(), "history_upto", records,
+		"entities_took", tEntities.Round(time.Millisecond), "history_took", tHistory.Round(time.Millisecond),
+		"total", time.Since(t0).Round(time.Millisecond))
 	m.warmInBackground()
+	m.collectAfterBulk()
 	return nil
 }
 
@@ -760,12 +802,13 @@ func (m *Machine) restoredEntity(r snapEntityRaw, canonicalData bool) (*Entity, 
 		return nil, fmt.Errorf("read snapshot entity: %w", err)
 	}
 	log.JSONShape(d)
-	e := &Entity{Kind: r.Kind, ID: str(d, "id"), Data: d}
+	e := NewEntity(r.Kind, str(d, "id"), d)
 	if canonicalData {
 		e.enc = r.Data
 		e.hash = entityHash(e)
 	}
 	e.View = buildView(r.Kind, d, m.compile(r.Kind, d))
+	e.seal()
 	return e, nil
 }
 

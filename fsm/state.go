@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"log/slog"
 	"net"
 	"slices"
 	"strings"
 	"sync"
+	"unique"
 	"unsafe"
 
+	"github.com/gatehouse-gw/gatehouse/log"
 	"github.com/tidwall/btree"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -18,18 +21,76 @@ import (
 // every schema field present; View is the typed form the proxy reads
 // (*Service, *Route, ...), built once when the event is applied. Neither is
 // ever mutated after the state holding it is published.
+//
+// A published entity keeps its fields only as their canonical encoding
+// (enc), and Data decodes them on each call. A map per entity was most
+// of the heap at 1,000,000 consumers: a dozen objects each (the map, its
+// boxed values, nested reference maps) for the collector to mark on every
+// cycle, while the proxy reads only View and the admin API reads a page
+// at a time.
 type Entity struct {
 	Kind string
 	ID   string
-	Data map[string]any
 	View any
+
+	// data is the fields while the entity is being folded, until seal.
+	data map[string]any
+	// tags are kept out of enc for select_tags, which tests every entity
+	// of a declarative load; the strings are interned.
+	tags []string
 
 	// hash is the content hash, set once when the entity is first
 	// indexed (before any state holding it is published).
 	hash [32]byte
-	// enc is Data's msgpack encoding when the entity was decoded from
-	// one (a version or a restore), reused to store its version.
+	// enc is the canonical msgpack encoding of the fields: what hash is
+	// taken over, what versions and snapshots store, and, once sealed,
+	// the only copy of the fields.
 	enc []byte
+}
+
+// NewEntity returns an unpublished entity with the given fields.
+func NewEntity(kind, id string, data map[string]any) *Entity {
+	return &Entity{Kind: kind, ID: id, data: data}
+}
+
+// Data returns the entity's fields. For a published entity it is a fresh
+// decoding, which the caller may keep or change.
+func (e *Entity) Data() map[string]any {
+	if e.data != nil || e.enc == nil {
+		return e.data
+	}
+	var d map[string]any
+	if err := msgpack.Unmarshal(e.enc, &d); err != nil {
+		// enc was written by canonical from a map; a failure is a bug.
+		slog.Error("decode entity", "kind", e.Kind, "id", e.ID, "err", err)
+		return nil
+	}
+	log.JSONShape(d)
+	return d
+}
+
+// Tags returns the entity's tags.
+func (e *Entity) Tags() []string {
+	if e.data != nil {
+		return strs(e.data, "tags")
+	}
+	return e.tags
+}
+
+// seal drops the field map once the entity is about to be published,
+// keeping its encoding. Only the goroutine folding it may call it.
+func (e *Entity) seal() {
+	if e.data == nil {
+		return
+	}
+	if e.enc == nil {
+		e.enc = canonical(e.data)
+	}
+	e.tags = nil
+	for _, t := range strs(e.data, "tags") {
+		e.tags = append(e.tags, unique.Make(t).Value())
+	}
+	e.data = nil
 }
 
 // State is an immutable configuration snapshot. Its indexes are
@@ -120,7 +181,7 @@ func (s *State) Hash() string { return hex.EncodeToString(s.hash[:]) }
 // the version was a fifth of a history replay).
 func entityHash(e *Entity) [32]byte {
 	if e.enc == nil {
-		e.enc = canonical(e.Data)
+		e.enc = canonical(e.Data())
 	}
 	h := sha256.New()
 	h.Write([]byte(e.Kind))
@@ -277,7 +338,7 @@ func (s *State) HasChildren(parentKind, parentID, childKind string) bool {
 // (an entity carries a handful).
 func (s *State) Tagged(tag, kind, id string) bool {
 	e := s.Get(kind, id)
-	return e != nil && slices.Contains(strs(e.Data, "tags"), tag)
+	return e != nil && slices.Contains(e.Tags(), tag)
 }
 
 // PluginNames lists the plugin names configured anywhere.

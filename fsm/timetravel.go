@@ -52,7 +52,7 @@ func entityVersion(e *Entity, index uint64) (log.Version, error) {
 	b := e.enc
 	if b == nil {
 		var err error
-		if b, err = msgpack.Marshal(e.Data); err != nil {
+		if b, err = msgpack.Marshal(e.Data()); err != nil {
 			return v, fmt.Errorf("encode version of %s %s: %w", e.Kind, e.ID, err)
 		}
 	}
@@ -279,9 +279,10 @@ func (m *Machine) decodeBack(b *back) error {
 		return fmt.Errorf("version of %s %s is corrupt", b.Kind, b.ID)
 	}
 	log.JSONShape(d)
-	b.e = &Entity{Kind: b.Kind, ID: b.ID, Data: d, enc: b.Data}
+	b.e = &Entity{Kind: b.Kind, ID: b.ID, data: d, enc: b.Data}
 	copy(b.e.hash[:], b.Hash)
 	b.e.View = buildView(b.Kind, d, m.compile(b.Kind, d))
+	b.e.seal()
 	return nil
 }
 
@@ -386,7 +387,7 @@ func restorePayload(cur, past *State) ([]byte, []back, error) {
 			data := d.After.enc // a past entity usually comes from its version
 			if data == nil {
 				var err error
-				if data, err = msgpack.Marshal(d.After.Data); err != nil {
+				if data, err = msgpack.Marshal(d.After.Data()); err != nil {
 					return nil, nil, fmt.Errorf("encode %s %s: %w", d.Kind, d.ID, err)
 				}
 			}
@@ -536,7 +537,7 @@ func (d Difference) Op() string {
 // do not make a difference. Entities that a and b share (the common case
 // between a state and its past) are skipped by pointer.
 func Diff(a, b *State, kinds []string) []Difference {
-	return diff(a, b, kinds, func(x, y *Entity) bool { return len(ChangedFields(x.Data, y.Data)) == 0 })
+	return diff(a, b, kinds, func(x, y *Entity) bool { return len(ChangedFields(x.Data(), y.Data())) == 0 })
 }
 
 // diff is Diff with the test for two versions of an entity being the
@@ -640,14 +641,14 @@ func auditChanges(changes []Change, salt []byte) []log.Change {
 		switch {
 		case c.Before == nil:
 			lc.Op = "created"
-			lc.After = Redact(c.Kind, c.After.Data, salt)
+			lc.After = Redact(c.Kind, c.After.Data(), salt)
 		case c.After == nil:
 			lc.Op = "deleted"
-			lc.Before = Redact(c.Kind, c.Before.Data, salt)
+			lc.Before = Redact(c.Kind, c.Before.Data(), salt)
 		default:
 			lc.Op = "updated"
-			fields := ChangedFields(c.Before.Data, c.After.Data)
-			b, a := Redact(c.Kind, c.Before.Data, salt), Redact(c.Kind, c.After.Data, salt)
+			fields := ChangedFields(c.Before.Data(), c.After.Data())
+			b, a := Redact(c.Kind, c.Before.Data(), salt), Redact(c.Kind, c.After.Data(), salt)
 			lc.Before, lc.After = make(map[string]any, len(fields)), make(map[string]any, len(fields))
 			for _, f := range fields {
 				lc.Before[f], lc.After[f] = b[f], a[f]

@@ -60,7 +60,7 @@ func (m *ttModel) fingerprint() string { return hex.EncodeToString(m.digest[:]) 
 func stateFingerprint(s *State) string {
 	m := newTTModel()
 	s.Walk(Services, "", func(e *Entity) bool {
-		m.put(e.ID, fmt.Sprintf("%v %v", e.Data["name"], e.Data["retries"]))
+		m.put(e.ID, fmt.Sprintf("%v %v", e.Data()["name"], e.Data()["retries"]))
 		return true
 	})
 	return m.fingerprint()
@@ -598,7 +598,7 @@ func TestRestoreEventPutsBackThePast(t *testing.T) {
 		// The generator goes on from the restored services.
 		g.model, g.names, g.ids = newTTModel(), map[string]string{}, nil
 		s.Walk(Services, "", func(e *Entity) bool {
-			g.set(e.ID, e.Data["name"].(string), int(e.Data["retries"].(float64)))
+			g.set(e.ID, e.Data()["name"].(string), int(e.Data()["retries"].(float64)))
 			return true
 		})
 		g.clamped = max(g.clamped, s.lastTime)
@@ -717,7 +717,7 @@ func TestTimeTravelDiffAndChangedFields(t *testing.T) {
 	b = at(b, 200, &Command{Op: "create", Kind: Services, NewID: sc, Body: map[string]any{"name": "gamma", "host": "c.test"}})
 	// Rewritten with the same content later: only updated_at moves.
 	b = at(b, 300, &Command{Op: "update", Kind: Services, Key: sd, Body: map[string]any{"host": "d.test"}})
-	if a.Get(Services, sd).Data["updated_at"] == b.Get(Services, sd).Data["updated_at"] {
+	if a.Get(Services, sd).Data()["updated_at"] == b.Get(Services, sd).Data()["updated_at"] {
 		t.Fatal("the rewrite did not move updated_at; the example tests nothing")
 	}
 
@@ -734,7 +734,7 @@ func TestTimeTravelDiffAndChangedFields(t *testing.T) {
 				t.Errorf("deleted %s: before %v after %v", d.ID, d.Before, d.After)
 			}
 		case "updated":
-			if fields := ChangedFields(d.Before.Data, d.After.Data); !reflect.DeepEqual(fields, []string{"host", "retries"}) {
+			if fields := ChangedFields(d.Before.Data(), d.After.Data()); !reflect.DeepEqual(fields, []string{"host", "retries"}) {
 				t.Errorf("updated %s: changed fields %v, want [host retries]", d.ID, fields)
 			}
 		}

@@ -17,7 +17,7 @@ const FormatVersion = "3.0"
 func owner(p *fsm.Entity) string {
 	found := ""
 	for _, f := range []string{"service", "route", "consumer"} {
-		if p.Data[f] != nil {
+		if p.Data()[f] != nil {
 			if found != "" {
 				return ""
 			}

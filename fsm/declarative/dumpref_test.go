@@ -28,10 +28,10 @@ func Dump(s *fsm.State) map[string]any {
 	}
 	section(func() {
 		s.Walk(fsm.Certificates, "", func(c *fsm.Entity) bool {
-			out := clean(c.Data)
+			out := clean(c.Data())
 			var ss []any
 			s.Children(fsm.Certificates, c.ID, fsm.SNIs, func(sni *fsm.Entity) bool {
-				ss = append(ss, clean(sni.Data, "certificate"))
+				ss = append(ss, clean(sni.Data(), "certificate"))
 				return true
 			})
 			put(out, "snis", ss)
@@ -39,13 +39,13 @@ func Dump(s *fsm.State) map[string]any {
 			return true
 		})
 		s.Walk(fsm.CACertificates, "", func(c *fsm.Entity) bool {
-			caCertificates = append(caCertificates, clean(c.Data))
+			caCertificates = append(caCertificates, clean(c.Data()))
 			return true
 		})
 	})
 	section(func() {
 		s.Walk(fsm.Services, "", func(svc *fsm.Entity) bool {
-			out := clean(svc.Data)
+			out := clean(svc.Data())
 			var rs, ps []any
 			s.Children(fsm.Services, svc.ID, fsm.Routes, func(r *fsm.Entity) bool {
 				rs = append(rs, route(s, r, "service"))
@@ -53,7 +53,7 @@ func Dump(s *fsm.State) map[string]any {
 			})
 			s.Children(fsm.Services, svc.ID, fsm.Plugins, func(p *fsm.Entity) bool {
 				if owner(p) == "service" {
-					ps = append(ps, clean(p.Data, "service"))
+					ps = append(ps, clean(p.Data(), "service"))
 				}
 				return true
 			})
@@ -65,7 +65,7 @@ func Dump(s *fsm.State) map[string]any {
 	})
 	section(func() {
 		s.Walk(fsm.Routes, "", func(r *fsm.Entity) bool {
-			if r.Data["service"] == nil {
+			if r.Data()["service"] == nil {
 				routes = append(routes, route(s, r))
 			}
 			return true
@@ -73,27 +73,27 @@ func Dump(s *fsm.State) map[string]any {
 	})
 	section(func() {
 		s.Walk(fsm.Consumers, "", func(c *fsm.Entity) bool {
-			out := clean(c.Data)
+			out := clean(c.Data())
 			var ks, ps []any
 			s.Children(fsm.Consumers, c.ID, fsm.KeyAuths, func(k *fsm.Entity) bool {
-				ks = append(ks, clean(k.Data, "consumer"))
+				ks = append(ks, clean(k.Data(), "consumer"))
 				return true
 			})
 			var bs []any
 			s.Children(fsm.Consumers, c.ID, fsm.BasicAuths, func(b *fsm.Entity) bool {
-				bs = append(bs, clean(b.Data, "consumer"))
+				bs = append(bs, clean(b.Data(), "consumer"))
 				return true
 			})
 			put(out, "basicauth_credentials", bs)
 			var js []any
 			s.Children(fsm.Consumers, c.ID, fsm.JWTSecrets, func(j *fsm.Entity) bool {
-				js = append(js, clean(j.Data, "consumer"))
+				js = append(js, clean(j.Data(), "consumer"))
 				return true
 			})
 			put(out, "jwt_secrets", js)
 			s.Children(fsm.Consumers, c.ID, fsm.Plugins, func(p *fsm.Entity) bool {
 				if owner(p) == "consumer" {
-					ps = append(ps, clean(p.Data, "consumer"))
+					ps = append(ps, clean(p.Data(), "consumer"))
 				}
 				return true
 			})
@@ -105,10 +105,10 @@ func Dump(s *fsm.State) map[string]any {
 	})
 	section(func() {
 		s.Walk(fsm.Upstreams, "", func(u *fsm.Entity) bool {
-			out := clean(u.Data)
+			out := clean(u.Data())
 			var ts []any
 			s.Children(fsm.Upstreams, u.ID, fsm.Targets, func(t *fsm.Entity) bool {
-				ts = append(ts, clean(t.Data, "upstream"))
+				ts = append(ts, clean(t.Data(), "upstream"))
 				return true
 			})
 			put(out, "targets", ts)
@@ -119,7 +119,7 @@ func Dump(s *fsm.State) map[string]any {
 	section(func() {
 		s.Walk(fsm.Plugins, "", func(p *fsm.Entity) bool {
 			if owner(p) == "" {
-				plugins = append(plugins, clean(p.Data))
+				plugins = append(plugins, clean(p.Data()))
 			}
 			return true
 		})
@@ -137,11 +137,11 @@ func Dump(s *fsm.State) map[string]any {
 
 // route renders a route with the plugins scoped to it alone.
 func route(s *fsm.State, r *fsm.Entity, omit ...string) map[string]any {
-	out := clean(r.Data, omit...)
+	out := clean(r.Data(), omit...)
 	var ps []any
 	s.Children(fsm.Routes, r.ID, fsm.Plugins, func(p *fsm.Entity) bool {
 		if owner(p) == "route" {
-			ps = append(ps, clean(p.Data, "route"))
+			ps = append(ps, clean(p.Data(), "route"))
 		}
 		return true
 	})

@@ -49,7 +49,7 @@ func RenderJSON(s *fsm.State, redact func(kind string, d map[string]any) map[str
 	collect("plugins", fsm.Plugins, func(p *fsm.Entity) bool { return owner(p) == "" }, func(b []byte, e *fsm.Entity) ([]byte, error) {
 		return r.object(b, e, "", nil)
 	})
-	collect("routes", fsm.Routes, func(e *fsm.Entity) bool { return e.Data["service"] == nil }, func(b []byte, e *fsm.Entity) ([]byte, error) {
+	collect("routes", fsm.Routes, func(e *fsm.Entity) bool { return e.Data()["service"] == nil }, func(b []byte, e *fsm.Entity) ([]byte, error) {
 		return r.route(b, e, "")
 	})
 	collect("services", fsm.Services, nil, r.service)
@@ -118,7 +118,7 @@ type child struct {
 // object writes e's data as the reference Dump's clean does (no nulls, no timestamps,
 // not the omitted foreign key), with the children in key order.
 func (r *renderer) object(b []byte, e *fsm.Entity, omit string, children []child) ([]byte, error) {
-	d := e.Data
+	d := e.Data()
 	if r.redact != nil {
 		switch e.Kind {
 		case fsm.KeyAuths, fsm.BasicAuths, fsm.JWTSecrets, fsm.Certificates:

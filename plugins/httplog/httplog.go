@@ -218,17 +218,17 @@ func serialize(ctx *plugins.Context, rq *request) map[string]any {
 	if ctx.State != nil {
 		if ctx.Service != nil {
 			if se := ctx.State.Get(fsm.Services, ctx.Service.ID); se != nil {
-				e["service"] = se.Data
+				e["service"] = se.Data()
 			}
 		}
 		if ctx.Route != nil {
 			if re := ctx.State.Get(fsm.Routes, ctx.Route.ID); re != nil {
-				e["route"] = re.Data
+				e["route"] = re.Data()
 			}
 		}
 		if ctx.Consumer != nil {
 			if ce := ctx.ConsumerEntity(ctx.Consumer.ID); ce != nil {
-				e["consumer"] = ce.Data
+				e["consumer"] = ce.Data()
 			}
 		}
 	}
