@@ -155,18 +155,9 @@ func Open(cfg Config, m *fsm.Machine) (*Node, error) {
 		trans.Close()
 		return nil, fmt.Errorf("inspect raft state: %w", err)
 	}
-	// The recent entries are kept decoded in memory, as Consul does: the
-	// leader reads the entry before each batch it sends a follower, and
-	// when that entry is a multi-megabyte restore, reading it from bolt
-	// for every send kept two cores busy copying and collecting it.
-	// Few enough that the large ones (a declarative config of 100,000
-	// consumers is tens of megabytes) do not pile up: by the time 64 more
-	// entries were written, every follower has read it.
-	logs, err := raft.NewLogCache(64, store)
-	if err != nil {
-		store.Close()
-		return nil, fmt.Errorf("raft log cache: %w", err)
-	}
+	// The recent entries are kept decoded in memory, as Consul does,
+	// within 64 MiB (logcache.go says why).
+	logs := newLogCache(64, 64<<20, store)
 	ad := &adapter{m: m, snapshotBytes: cfg.SnapshotBytes}
 	if ad.snapshotBytes <= 0 {
 		ad.snapshotBytes = 64 << 20

@@ -62,31 +62,6 @@ type Machine struct {
 	// fromStart is true until a snapshot is restored: the log is then
 	// applied from its first entry and records every version.
 	fromStart bool
-
-	collecting atomic.Bool // a collection after a bulk change is running
-}
-
-// bulkChanges is how many entity changes make an apply bulk (see
-// collectAfterBulk).
-const bulkChanges = 10_000
-
-// collectAfterBulk starts a garbage collection in the background. A bulk
-// apply (a declarative config, a restore, a snapshot read at startup)
-// leaves a heap of garbage next to a large live state; left alone, the
-// collector's next cycle comes with the next few small writes, and
-// marking the state then stalls them through assists (the first route
-// changes after loading 100,000 routes took 0.1 to 0.6 s, all of it in
-// one collection). Collecting at once, while the node is still busy with
-// the bulk write, also sets the next cycle's goal from the true live heap.
-// Prometheus does the same after compacting its head block.
-func (m *Machine) collectAfterBulk() {
-	if !m.collecting.CompareAndSwap(false, true) {
-		return
-	}
-	go func() {
-		defer m.collecting.Store(false)
-		runtime.GC()
-	}()
 }
 
 // New creates a machine over history with the given plugin registry.
@@ -191,9 +166,6 @@ func (m *Machine) ApplyBatch(entries []Entry) []*Result {
 	}
 	tHistory := time.Since(t0) - tFold
 	m.publish(Update{Prev: prev, Next: s, Changes: changes})
-	if len(changes) >= bulkChanges {
-		m.collectAfterBulk()
-	}
 	if d := time.Since(t0); d > time.Second {
 		// Large batches (a restore, a declarative config) are worth
 		// seeing in the log, split by where the time went.
@@ -712,7 +684,6 @@ func (m *Machine) Restore(r io.Reader) error {
 		"entities_took", tEntities.Round(time.Millisecond), "history_took", tHistory.Round(time.Millisecond),
 		"total", time.Since(t0).Round(time.Millisecond))
 	m.warmInBackground()
-	m.collectAfterBulk()
 	return nil
 }
 
