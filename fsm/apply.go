@@ -82,6 +82,21 @@ type txn struct {
 	consumer int // consumer-scoped plugins
 	hash     [32]byte
 	changes  []Change
+	// decoded holds the fields of published entities a revert replaces,
+	// decoded once, in parallel, for its index passes (see fields).
+	decoded map[*Entity]map[string]any
+}
+
+// fields returns x's fields for the index passes: its own while it is
+// being folded, the decoding revert made up front, or a fresh decoding.
+func (t *txn) fields(x *Entity) map[string]any {
+	if x.data != nil {
+		return x.data
+	}
+	if d, ok := t.decoded[x]; ok {
+		return d
+	}
+	return x.Data()
 }
 
 func (f *Fold) begin(s *State) *txn {
@@ -688,10 +703,10 @@ func (t *txn) swapEntity(old, e *Entity) {
 func (t *txn) swapUnique(old, e *Entity) {
 	var oldKeys, newKeys []string
 	if old != nil {
-		oldKeys = uniqueKeys(old.Kind, old.Data())
+		oldKeys = uniqueKeys(old.Kind, t.fields(old))
 	}
 	if e != nil {
-		newKeys = uniqueKeys(e.Kind, e.Data())
+		newKeys = uniqueKeys(e.Kind, t.fields(e))
 	}
 	for _, key := range oldKeys {
 		if !slices.Contains(newKeys, key) {
@@ -701,7 +716,12 @@ func (t *txn) swapUnique(old, e *Entity) {
 		}
 	}
 	for _, key := range newKeys {
-		if id, ok := t.unique.Get(key); !ok || id != e.ID {
+		// A key the old version held already names this entity: looked
+		// up to leave its node unshared. A new one is set unlooked (half
+		// of a bulk load's or a restore's index time was these lookups).
+		if old == nil || !slices.Contains(oldKeys, key) {
+			t.unique.Set(key, e.ID)
+		} else if id, ok := t.unique.Get(key); !ok || id != e.ID {
 			t.unique.Set(key, e.ID)
 		}
 	}
@@ -718,10 +738,10 @@ func (t *txn) swapChildren(old, e *Entity) {
 	}
 	var oldData, newData map[string]any
 	if old != nil {
-		oldData = old.Data()
+		oldData = t.fields(old)
 	}
 	if e != nil {
-		newData = e.Data()
+		newData = t.fields(e)
 	}
 	for _, fr := range frs {
 		was, is := ref(oldData, fr.field), ref(newData, fr.field)
@@ -756,7 +776,7 @@ func (t *txn) swapCounts(old, e *Entity) {
 		if x == old {
 			d = -1
 		}
-		data := x.Data()
+		data := t.fields(x)
 		t.countPlugin(str(data, "name"), d)
 		if ref(data, "consumer") != "" {
 			t.consumer += d

@@ -729,6 +729,7 @@ func (m *Machine) restoreEntities(dec *msgpack.Decoder, t *txn, canonicalData bo
 			}
 			for _, e := range c.ents {
 				t.index(e)
+				e.seal()
 			}
 		}
 		indexed <- err
@@ -779,7 +780,6 @@ func (m *Machine) restoredEntity(r snapEntityRaw, canonicalData bool) (*Entity, 
 		e.hash = entityHash(e)
 	}
 	e.View = buildView(r.Kind, d, m.compile(r.Kind, d))
-	e.seal()
 	return e, nil
 }
 

@@ -282,8 +282,36 @@ func (m *Machine) decodeBack(b *back) error {
 	b.e = &Entity{Kind: b.Kind, ID: b.ID, data: d, enc: b.Data}
 	copy(b.e.hash[:], b.Hash)
 	b.e.View = buildView(b.Kind, d, m.compile(b.Kind, d))
-	b.e.seal()
 	return nil
+}
+
+// decodeAll decodes the fields of the published entities among es on
+// every core. A revert's index passes read each replaced entity's fields
+// twice (unique keys, references); decoding tens of thousands of them on
+// one goroutine per pass was most of a time-travel query's extra cost.
+func decodeAll(es []*Entity) map[*Entity]map[string]any {
+	out := make([]map[string]any, len(es))
+	var wg sync.WaitGroup
+	workers := runtime.GOMAXPROCS(0)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(es); i += workers {
+				if es[i] != nil && es[i].data == nil {
+					out[i] = es[i].Data()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	m := make(map[*Entity]map[string]any, len(es))
+	for i, e := range es {
+		if out[i] != nil {
+			m[e] = out[i]
+		}
+	}
+	return m
 }
 
 // revert puts each back into t, which starts from cur, and returns the
@@ -299,6 +327,8 @@ func revert(t *txn, cur *State, backs []back) []Change {
 			b.e.hash = entityHash(b.e)
 		}
 	}
+	t.decoded = decodeAll(olds)
+	defer func() { t.decoded = nil }()
 	pass := func(swap func(old, e *Entity)) {
 		for i, b := range backs {
 			if olds[i] != nil && b.e == nil {
@@ -318,6 +348,11 @@ func revert(t *txn, cur *State, backs []back) []Change {
 	}
 	pass(t.swapCounts)
 	wg.Wait()
+	for _, b := range backs {
+		if b.e != nil {
+			b.e.seal()
+		}
+	}
 	var changes []Change
 	for i, b := range backs {
 		if olds[i] != nil || b.e != nil {

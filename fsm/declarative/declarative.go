@@ -15,9 +15,9 @@ const FormatVersion = "3.0"
 // or "consumer"), or "" for a global plugin or one scoped to several
 // entities at once, which stays at the top level.
 func owner(p *fsm.Entity) string {
-	found := ""
+	found, d := "", p.Data()
 	for _, f := range []string{"service", "route", "consumer"} {
-		if p.Data()[f] != nil {
+		if d[f] != nil {
 			if found != "" {
 				return ""
 			}

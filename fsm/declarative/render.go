@@ -49,7 +49,7 @@ func RenderJSON(s *fsm.State, redact func(kind string, d map[string]any) map[str
 	collect("plugins", fsm.Plugins, func(p *fsm.Entity) bool { return owner(p) == "" }, func(b []byte, e *fsm.Entity) ([]byte, error) {
 		return r.object(b, e, "", nil)
 	})
-	collect("routes", fsm.Routes, func(e *fsm.Entity) bool { return e.Data()["service"] == nil }, func(b []byte, e *fsm.Entity) ([]byte, error) {
+	collect("routes", fsm.Routes, func(e *fsm.Entity) bool { return e.View.(*fsm.Route).ServiceID == "" }, func(b []byte, e *fsm.Entity) ([]byte, error) {
 		return r.route(b, e, "")
 	})
 	collect("services", fsm.Services, nil, r.service)
