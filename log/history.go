@@ -98,14 +98,18 @@ type History struct {
 
 // OpenHistory opens (creating if needed) the history file at path.
 func OpenHistory(path string) (*History, error) {
-	// The mapping is reserved large up front: each time bbolt outgrows
-	// it, it copies every page a write transaction holds.
+	// The mapping is reserved large up front (address space, not
+	// memory): each time bbolt outgrows it, the write transaction copies
+	// every page it holds and then waits for every read transaction to
+	// end, and a snapshot or backup streams the whole history in one
+	// read transaction. At 1,000,000 consumers the file passes 3 GB, and
+	// with a 1 GB mapping each remap stalled the fold behind a snapshot.
 	// The map freelist finds room for a large record (a restore's change
 	// list) without scanning; not syncing it is etcd's setting too (it is
 	// rebuilt on open). Growing the file skips its fsync like every other
 	// write (a restore's commit grew it by hundreds of megabytes and
 	// waited seconds for each sync); Sync's fdatasync covers the size.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{NoSync: true, NoGrowSync: true, InitialMmapSize: 1 << 30,
+	db, err := bolt.Open(path, 0o600, &bolt.Options{NoSync: true, NoGrowSync: true, InitialMmapSize: 1 << 34,
 		FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
 	if err != nil {
 		return nil, fmt.Errorf("open history %s: %w", path, err)
