@@ -122,7 +122,13 @@ func run(res *results, bin string, nRoutes, nConsumers, batch int, churn, wrkTim
 	t0 = time.Now()
 	for b, lo := 1, first; lo < nConsumers; b, lo = b+1, min(lo+batch, nConsumers) {
 		hi := min(lo+batch, nConsumers)
-		if err := loadConsumers(n, b, lo, hi); err != nil {
+		stopProfile := func() {}
+		if lo <= nConsumers/2 && nConsumers/2 < hi {
+			stopProfile = n.profile("consumers", 20*time.Second)
+		}
+		err := loadConsumers(n, b, lo, hi)
+		stopProfile()
+		if err != nil {
 			return err
 		}
 		slog.Info("consumers loaded", "upto", hi, "took", time.Since(t0), "rss_mb", int(n.rssMB()))

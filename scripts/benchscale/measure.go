@@ -171,6 +171,8 @@ func churnRun(dir string, nd *node, url string, d time.Duration) (wrkResult, chu
 		r, err := wrk(dir, url, d, 0)
 		ch <- done{r, err}
 	}()
+	stopProfile := nd.profile("churn", d/2)
+	defer stopProfile()
 	var c churnResult
 	var ds []time.Duration
 	proxy := "http://" + nd.proxy

@@ -235,3 +235,33 @@ func (n *node) writtenBytes() int64 {
 	}
 	return 0
 }
+
+// profile saves a CPU profile of the node, taken over d, to
+// $BENCHSCALE_PROFILE/name.pprof when that variable names a directory
+// (the evidence for where a target's time goes). The returned function
+// waits for it.
+func (n *node) profile(name string, d time.Duration) func() {
+	dir := os.Getenv("BENCHSCALE_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", n.status, int(d.Seconds()))
+		resp, err := client.Get(url)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "profile:", err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(filepath.Join(dir, name+".pprof"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "profile:", err)
+			return
+		}
+		defer f.Close()
+		io.Copy(f, resp.Body)
+	}()
+	return func() { <-done }
+}
