@@ -2,10 +2,13 @@ package fsm
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/gatehouse-gw/gatehouse/fsm/schema"
 	"github.com/gatehouse-gw/gatehouse/log"
@@ -396,6 +399,12 @@ func TestPublishedEntitiesKeepOnlyTheirEncoding(t *testing.T) {
 		}
 	}
 	check("folded", m.State().Get(Services, id1))
+	route, _ := EncodeCommand(&Command{Op: "create", Kind: Routes, NewID: id2,
+		Body: map[string]any{"name": "r", "paths": []any{"/r"}, "service": map[string]any{"id": id1}}})
+	data, _ = log.Encode(&log.Event{Type: log.TypeEntity, Time: 1_700_000_000_000_000_000, Op: "create", Entity: Routes, Payload: route})
+	if res := m.Apply(2, data); res.Err != nil {
+		t.Fatal(res.Err)
+	}
 
 	var buf bytes.Buffer
 	if err := m.Persist(m.State(), &buf); err != nil {
@@ -408,15 +417,89 @@ func TestPublishedEntitiesKeepOnlyTheirEncoding(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("restored", m2.State().Get(Services, id1))
+	// The restore builds its indexes in bulk: every one answers as the
+	// folded state's does.
+	rs := m2.State()
+	if rs.Find(Routes, "r") == nil || rs.Find(Services, "svc") == nil || !rs.HasChildren(Services, id1, Routes) ||
+		rs.Hash() != m.State().Hash() {
+		t.Errorf("restored indexes differ: route by name %v, service by name %v, children %v, hash %s vs %s",
+			rs.Find(Routes, "r"), rs.Find(Services, "svc"), rs.HasChildren(Services, id1, Routes), rs.Hash(), m.State().Hash())
+	}
 
 	upd, _ := EncodeCommand(&Command{Op: "update", Kind: Services, Key: id1, Body: map[string]any{"host": "b.test"}})
 	data, _ = log.Encode(&log.Event{Type: log.TypeEntity, Time: 1_700_000_000_000_000_001, Op: "update", Entity: Services, Payload: upd})
-	if res := m.Apply(2, data); res.Err != nil {
+	if res := m.Apply(3, data); res.Err != nil {
 		t.Fatal(res.Err)
 	}
-	past, err := m.StateAt(1)
+	past, err := m.StateAt(2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	check("past", past.Get(Services, id1))
+}
+
+// A node upgraded in place restarts from the snapshot its older version
+// wrote, and older backups are restored: version 2 streams (entity data
+// inline) still read, to the same state.
+func TestRestoreReadsVersion2Snapshots(t *testing.T) {
+	dir := t.TempDir()
+	h, err := log.OpenHistory(filepath.Join(dir, "h.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	m := New(h, testPlugins{})
+	for i, cmd := range []*Command{
+		{Op: "create", Kind: Services, NewID: id1, Body: map[string]any{"host": "a.test", "name": "svc"}},
+		{Op: "create", Kind: Routes, NewID: id2, Body: map[string]any{"paths": []any{"/a"}, "service": map[string]any{"id": id1}}},
+	} {
+		payload, _ := EncodeCommand(cmd)
+		data, _ := log.Encode(&log.Event{Type: log.TypeEntity, Time: 1, Op: cmd.Op, Entity: cmd.Kind, Payload: payload})
+		if res := m.Apply(uint64(i+1), data); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	var v3 bytes.Buffer
+	if err := m.Persist(m.State(), &v3); err != nil {
+		t.Fatal(err)
+	}
+	// Rewrite the stream as version 2 wrote it.
+	r := bytes.NewReader(v3.Bytes())
+	dec := msgpack.NewDecoder(r)
+	var hd snapHeader
+	if err := dec.Decode(&hd); err != nil || hd.Version != 3 {
+		t.Fatalf("header %+v: %v", hd, err)
+	}
+	var v2 bytes.Buffer
+	enc := msgpack.NewEncoder(&v2)
+	hd.Version = 2
+	enc.Encode(&hd)
+	for {
+		se, err := readSnapEntity(dec, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if se.Kind == "" {
+			enc.Encode(&snapEntity{})
+			break
+		}
+		enc.Encode(&se)
+	}
+	rest := v3.Bytes()[len(v3.Bytes())-r.Len():]
+	v2.Write(rest[:len(rest)-sha256.Size])
+	sum := sha256.Sum256(v2.Bytes())
+	v2.Write(sum[:])
+	if err := VerifyBackup(bytes.NewReader(v2.Bytes()), int64(v2.Len())); err != nil {
+		t.Fatalf("a version 2 backup must verify: %v", err)
+	}
+	h2, _ := log.OpenHistory(filepath.Join(dir, "h2.db"))
+	defer h2.Close()
+	m2 := New(h2, testPlugins{})
+	if err := m2.Restore(&v2); err != nil {
+		t.Fatal(err)
+	}
+	s := m2.State()
+	if s.Hash() != m.State().Hash() || !s.HasChildren(Services, id1, Routes) || s.Find(Services, "svc") == nil {
+		t.Fatalf("version 2 restore: hash %s want %s, children %v", s.Hash(), m.State().Hash(), s.HasChildren(Services, id1, Routes))
+	}
 }

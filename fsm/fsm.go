@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -433,10 +434,74 @@ type snapEntity struct {
 // isMsgpackMap reports whether c is the first byte of a msgpack map.
 func isMsgpackMap(c byte) bool { return c&0xf0 == 0x80 || c == 0xde || c == 0xdf }
 
-// snapEntityRaw is snapEntity with the data already encoded.
+// snapEntityRaw is snapEntity with the data already encoded: how
+// versions 1 and 2 write an entity, its data inline.
 type snapEntityRaw struct {
 	Kind string             `msgpack:"k"`
 	Data msgpack.RawMessage `msgpack:"d"`
+}
+
+// snapEntityBin is how version 3 writes an entity: its data (canonical
+// msgpack) as a bin, so a reader takes the bytes by their length. Read
+// inline, the decoder parsed every entity's data once to find its end
+// before the entity was decoded: a third of a restart at 1,000,000
+// consumers, on the one goroutine that reads the stream.
+type snapEntityBin struct {
+	Kind string `msgpack:"k"`
+	Data []byte `msgpack:"d"`
+}
+
+var _ msgpack.CustomDecoder = (*snapEntityBin)(nil)
+
+// DecodeMsgpack reads the two fields without reflection, and the kind
+// as the package's own string (every restored entity shares it).
+func (se *snapEntityBin) DecodeMsgpack(dec *msgpack.Decoder) error {
+	n, err := dec.DecodeMapLen()
+	if err != nil {
+		return err
+	}
+	for range n {
+		key, err := dec.DecodeString()
+		if err != nil {
+			return err
+		}
+		switch key {
+		case "k":
+			kind, err := dec.DecodeString()
+			if err != nil {
+				return err
+			}
+			se.Kind = internKind(kind)
+		case "d":
+			if se.Data, err = dec.DecodeBytes(); err != nil {
+				return err
+			}
+		default:
+			if err := dec.Skip(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// readSnapEntity reads one entity of a snapshot of the given version;
+// an empty kind ends the entities.
+func readSnapEntity(dec *msgpack.Decoder, version int) (snapEntityRaw, error) {
+	if version >= 3 {
+		var se snapEntityBin
+		err := dec.Decode(&se)
+		return snapEntityRaw{Kind: se.Kind, Data: se.Data}, err
+	}
+	var se snapEntityRaw
+	if err := dec.Decode(&se); err != nil {
+		return se, err
+	}
+	// The bytes outlive the read as the entity's encoding; they are not
+	// left pointing into the decoder's buffer.
+	se.Kind = internKind(se.Kind)
+	se.Data = append(msgpack.RawMessage(nil), se.Data...)
+	return se, nil
 }
 
 // Persist writes the given state and the history up to its index to w,
@@ -496,7 +561,7 @@ func (p Parts) WriteState(w io.Writer) error {
 			if b == nil {
 				b = canonical(e.Data())
 			}
-			err = enc.Encode(&snapEntityRaw{Kind: kind, Data: b})
+			err = enc.Encode(&snapEntityBin{Kind: kind, Data: b})
 			return err == nil
 		})
 		if err != nil {
@@ -526,8 +591,9 @@ func (p Parts) WriteHistory(w io.Writer) (int, error) {
 	return n, nil
 }
 
-// snapVersion 2 added the trailing SHA-256; version 1 streams lack it.
-const snapVersion = 2
+// snapVersion 2 added the trailing SHA-256 (version 1 streams lack it);
+// 3 writes entity data as bins (snapEntityBin). Older versions are read.
+const snapVersion = 3
 
 // VerifyBackup checks a backup (a Persist stream) of the given size
 // without applying anything: the trailing checksum, then VerifyState and
@@ -597,15 +663,15 @@ func verifyState(br *bufio.Reader) error {
 	if err := dec.Decode(&h); err != nil {
 		return fmt.Errorf("backup header: %w", err)
 	}
-	if h.Version != snapVersion {
-		return fmt.Errorf("backup version %d is not supported (want %d)", h.Version, snapVersion)
+	if h.Version != 2 && h.Version != snapVersion {
+		return fmt.Errorf("backup version %d is not supported (want 2 or %d)", h.Version, snapVersion)
 	}
 	for {
 		// The data is checked for shape only, not decoded into maps:
 		// the restore that follows decodes it, and a verify must keep
 		// up with the download.
-		var se snapEntityRaw
-		if err := dec.Decode(&se); err != nil {
+		se, err := readSnapEntity(dec, h.Version)
+		if err != nil {
 			return fmt.Errorf("backup entity: %w", err)
 		}
 		if se.Kind == "" {
@@ -645,12 +711,12 @@ func (m *Machine) Restore(r io.Reader) error {
 	if err := dec.Decode(&h); err != nil {
 		return fmt.Errorf("read snapshot header: %w", err)
 	}
-	if h.Version != 1 && h.Version != snapVersion {
+	if h.Version < 1 || h.Version > snapVersion {
 		return fmt.Errorf("unsupported snapshot version %d", h.Version)
 	}
 	t0 := time.Now()
 	t := m.fold.begin(Empty())
-	if err := m.restoreEntities(dec, t, h.Canonical); err != nil {
+	if err := m.restoreEntities(dec, h.Version, t, h.Canonical); err != nil {
 		return err
 	}
 	tEntities := time.Since(t0)
@@ -689,17 +755,19 @@ func (m *Machine) Restore(r io.Reader) error {
 
 // restoreEntities reads a snapshot's entities into t. Decoding them is
 // most of a restore (a restart at 1,000,000 consumers), so it runs on
-// every core, in chunks, while this goroutine reads on; the chunks are
-// indexed in order, which is cheap. With canonical data an entity's bytes
-// are its encoding and only need hashing.
-func (m *Machine) restoreEntities(dec *msgpack.Decoder, t *txn, canonicalData bool) error {
+// every core, in chunks, while this goroutine reads on. The workers also
+// derive each entity's index keys; the trees are then built from the
+// sorted keys (bulkIndex) instead of one insert at a time, which searched
+// from the root for every key and was most of the rest. With canonical
+// data an entity's bytes are its encoding and only need hashing.
+func (m *Machine) restoreEntities(dec *msgpack.Decoder, version int, t *txn, canonicalData bool) error {
 	type chunk struct {
 		raw  []snapEntityRaw
-		ents []*Entity
+		keys []indexKeys
 		done chan error
 	}
 	work := make(chan *chunk, 8)
-	order := make(chan *chunk, 8)
+	var chunks []*chunk
 	var wg sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
 		wg.Add(1)
@@ -707,65 +775,138 @@ func (m *Machine) restoreEntities(dec *msgpack.Decoder, t *txn, canonicalData bo
 			defer wg.Done()
 			for c := range work {
 				var err error
-				c.ents = make([]*Entity, len(c.raw))
+				c.keys = make([]indexKeys, len(c.raw))
 				for i, r := range c.raw {
-					if c.ents[i], err = m.restoredEntity(r, canonicalData); err != nil {
+					var e *Entity
+					if e, err = m.restoredEntity(r, canonicalData); err != nil {
 						break
 					}
+					c.keys[i] = keysOf(e)
+					e.seal()
 				}
+				c.raw = nil
 				c.done <- err
 			}
 		}()
 	}
-	indexed := make(chan error, 1)
-	go func() {
-		var err error
-		for c := range order {
-			if cerr := <-c.done; err == nil {
-				err = cerr
-			}
-			if err != nil {
-				continue // drain
-			}
-			for _, e := range c.ents {
-				t.index(e)
-				e.seal()
-			}
-		}
-		indexed <- err
-	}()
 	var err error
 	c := &chunk{}
 	for {
 		var se snapEntityRaw
-		if err = dec.Decode(&se); err != nil {
+		if se, err = readSnapEntity(dec, version); err != nil {
 			err = fmt.Errorf("read snapshot entity: %w", err)
 			break
 		}
 		if se.Kind == "" {
 			break
 		}
-		// The bytes outlive this loop as the entity's encoding; they are
-		// not left pointing into the decoder's buffer.
-		se.Data = append(msgpack.RawMessage(nil), se.Data...)
 		c.raw = append(c.raw, se)
 		if len(c.raw) == 1024 {
 			c.done = make(chan error, 1)
-			order <- c
+			chunks = append(chunks, c)
 			work <- c
 			c = &chunk{}
 		}
 	}
 	c.done = make(chan error, 1)
-	order <- c
+	chunks = append(chunks, c)
 	work <- c
 	close(work)
-	close(order)
 	wg.Wait()
-	if ierr := <-indexed; err == nil {
-		err = ierr
+	var all [][]indexKeys
+	for _, c := range chunks {
+		if cerr := <-c.done; err == nil {
+			err = cerr
+		}
+		all = append(all, c.keys)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	bulkIndex(t, all)
+	return nil
+}
+
+// indexKeys is what indexing an entity writes: its key in each tree.
+type indexKeys struct {
+	e        *Entity
+	entity   string
+	unique   []string
+	children []string
+	plugin   string // a plugin's name, counted
+	consumer bool   // a consumer-scoped plugin
+}
+
+// keysOf derives e's index keys from its fields, as swap would write them.
+func keysOf(e *Entity) indexKeys {
+	d := e.data
+	ik := indexKeys{e: e, entity: k(e.Kind, e.ID), unique: uniqueKeys(e.Kind, d)}
+	for _, fr := range foreignFields[e.Kind] {
+		if id := ref(d, fr.field); id != "" {
+			ik.children = append(ik.children, k(fr.kind, id, e.Kind, e.ID))
+		}
+	}
+	if e.Kind == Plugins {
+		ik.plugin, ik.consumer = str(d, "name"), ref(d, "consumer") != ""
+	}
+	if e.hash == ([32]byte{}) {
+		e.hash = entityHash(e)
+	}
+	return ik
+}
+
+// bulkIndex fills t's empty trees with every entity's keys: each tree's
+// keys sorted (the three in parallel) and loaded in order, which appends
+// to the last leaf rather than searching for each key.
+func bulkIndex(t *txn, all [][]indexKeys) {
+	n := 0
+	for _, ks := range all {
+		n += len(ks)
+	}
+	type pair struct{ key, id string }
+	ents := make([]indexKeys, 0, n)
+	var uniq []pair
+	var kids []string
+	for _, ks := range all {
+		for _, ik := range ks {
+			ents = append(ents, ik)
+			for _, u := range ik.unique {
+				uniq = append(uniq, pair{u, ik.e.ID})
+			}
+			kids = append(kids, ik.children...)
+			xorInto(&t.hash, ik.e.hash)
+			if ik.plugin != "" {
+				t.countPlugin(ik.plugin, 1)
+				if ik.consumer {
+					t.consumer++
+				}
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		slices.SortFunc(ents, func(a, b indexKeys) int { return strings.Compare(a.entity, b.entity) })
+		for _, ik := range ents {
+			t.entities.Load(ik.entity, ik.e)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		slices.SortFunc(uniq, func(a, b pair) int { return strings.Compare(a.key, b.key) })
+		for _, u := range uniq {
+			t.unique.Load(u.key, u.id)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		slices.Sort(kids)
+		for _, c := range kids {
+			t.children.Load(c, struct{}{})
+		}
+	}()
+	wg.Wait()
 }
 
 func (m *Machine) restoredEntity(r snapEntityRaw, canonicalData bool) (*Entity, error) {

@@ -50,7 +50,19 @@ type Entity struct {
 
 // NewEntity returns an unpublished entity with the given fields.
 func NewEntity(kind, id string, data map[string]any) *Entity {
-	return &Entity{Kind: kind, ID: id, data: data}
+	return &Entity{Kind: internKind(kind), ID: id, data: data}
+}
+
+// internKind returns the package's own string for a known kind, so the
+// millions of entities of a kind share one (a kind decoded from an event
+// or a snapshot is a fresh string each time).
+func internKind(kind string) string {
+	for _, k := range Kinds {
+		if k == kind {
+			return k
+		}
+	}
+	return kind
 }
 
 // Data returns the entity's fields. For a published entity it is a fresh

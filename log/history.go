@@ -45,6 +45,29 @@ func peek(v []byte) (index uint64, time int64, hash string, err error) {
 	return r.Event.Index, r.Event.Time, r.Hash, nil
 }
 
+// peekIndex is peek for the index alone, from a record's first bytes: a
+// record is written with its event first, and an event with its index
+// first, so nothing after them is parsed. (peek skips through the change
+// list to the chain hash at the end; loading a history of bulk writes,
+// that was 3 s of a restart at 1,000,000 consumers.) Any other layout
+// falls back to peek.
+func peekIndex(v []byte) (uint64, error) {
+	dec := msgpack.NewDecoder(bytes.NewReader(v))
+	if n, err := dec.DecodeMapLen(); err == nil && n > 0 {
+		if key, err := dec.DecodeString(); err == nil && key == "ev" {
+			if n, err := dec.DecodeMapLen(); err == nil && n > 0 {
+				if key, err := dec.DecodeString(); err == nil && key == "i" {
+					if i, err := dec.DecodeUint64(); err == nil {
+						return i, nil
+					}
+				}
+			}
+		}
+	}
+	i, _, _, err := peek(v)
+	return i, err
+}
+
 var (
 	bucket         = []byte("events")
 	versionsBucket = []byte("versions")
@@ -389,7 +412,7 @@ func (h *History) Load(r io.Reader) (uint64, error) {
 				if _, err := io.ReadFull(r, v); err != nil {
 					return fmt.Errorf("read history record: %w", err)
 				}
-				i, _, _, err := peek(v)
+				i, err := peekIndex(v)
 				if err != nil {
 					return err
 				}
