@@ -170,22 +170,48 @@ func TestPluginPatchDeepMerges(t *testing.T) {
 	}
 }
 
-func TestMachineSnapshotRoundTrip(t *testing.T) {
-	dir := t.TempDir()
-	h, err := log.OpenHistory(filepath.Join(dir, "h.db"))
+// testMachine returns a machine over a fresh history, closed with the
+// test.
+func testMachine(t *testing.T) *Machine {
+	t.Helper()
+	h, err := log.OpenHistory(filepath.Join(t.TempDir(), "h.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer h.Close()
-	m := New(h, testPlugins{})
+	t.Cleanup(func() { h.Close() })
+	return New(h, testPlugins{})
+}
+
+// applyCmd applies cmd to m as the entity event at index, stamped ts.
+func applyCmd(m *Machine, index uint64, ts int64, cmd *Command) *Result {
+	payload, _ := EncodeCommand(cmd)
+	data, _ := log.Encode(&log.Event{Type: log.TypeEntity, Time: ts, Op: cmd.Op, Entity: cmd.Kind, Payload: payload})
+	return m.Apply(index, data)
+}
+
+// roundTrip restores m's current state, persisted, into a fresh machine.
+func roundTrip(t *testing.T, m *Machine) *Machine {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := m.Persist(m.State(), &buf); err != nil {
+		t.Fatal(err)
+	}
+	m2 := testMachine(t)
+	if err := m2.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return m2
+}
+
+func TestMachineSnapshotRoundTrip(t *testing.T) {
+	m := testMachine(t)
+	h := m.History()
 	for i, cmd := range []*Command{
 		{Op: "create", Kind: Services, NewID: id1, Body: map[string]any{"host": "a.test", "name": "svc"}},
 		{Op: "create", Kind: Consumers, NewID: id2, Body: map[string]any{"username": "luka"}},
 		{Op: "create", Kind: Consumers, NewID: id3, Body: map[string]any{"username": "luka"}}, // rejected
 	} {
-		payload, _ := EncodeCommand(cmd)
-		data, _ := log.Encode(&log.Event{Type: log.TypeEntity, Time: 1, Op: cmd.Op, Entity: cmd.Kind, Payload: payload})
-		res := m.Apply(uint64(i+1), data)
+		res := applyCmd(m, uint64(i+1), 1, cmd)
 		if (res.Err != nil) != (i == 2) {
 			t.Fatalf("event %d: unexpected result %+v", i, res.Err)
 		}
@@ -193,16 +219,8 @@ func TestMachineSnapshotRoundTrip(t *testing.T) {
 	if rec, _ := h.Get(3); rec == nil || rec.Outcome != "rejected" {
 		t.Fatalf("rejected event must be in the history: %+v", rec)
 	}
-	var buf bytes.Buffer
-	if err := m.Persist(m.State(), &buf); err != nil {
-		t.Fatal(err)
-	}
-	h2, _ := log.OpenHistory(filepath.Join(dir, "h2.db"))
-	defer h2.Close()
-	m2 := New(h2, testPlugins{})
-	if err := m2.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
+	m2 := roundTrip(t, m)
+	h2 := m2.History()
 	s := m2.State()
 	if s.Index != 3 || s.Find(Services, "svc") == nil || s.Find(Consumers, "luka") == nil {
 		t.Fatalf("restored state incomplete: index %d", s.Index)
@@ -365,20 +383,12 @@ func TestStatesStayImmutable(t *testing.T) {
 // fields the fold produced, a fresh map each call, and Tags needs no
 // decoding. Checked for a folded, a restored and a time-travelled entity.
 func TestPublishedEntitiesKeepOnlyTheirEncoding(t *testing.T) {
-	dir := t.TempDir()
-	h, err := log.OpenHistory(filepath.Join(dir, "h.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	m := New(h, testPlugins{})
+	m := testMachine(t)
 	f := &Fold{Plugins: testPlugins{}}
 	cmd := &Command{Op: "create", Kind: Services, NewID: id1,
 		Body: map[string]any{"host": "a.test", "name": "svc", "tags": []any{"blue", "green"}}}
 	folded := apply(t, f, Empty(), cmd).Get(Services, id1).Data()
-	payload, _ := EncodeCommand(cmd)
-	data, _ := log.Encode(&log.Event{Type: log.TypeEntity, Time: 1_700_000_000_000_000_000, Op: cmd.Op, Entity: cmd.Kind, Payload: payload})
-	if res := m.Apply(1, data); res.Err != nil {
+	if res := applyCmd(m, 1, 1_700_000_000_000_000_000, cmd); res.Err != nil {
 		t.Fatal(res.Err)
 	}
 	check := func(name string, e *Entity) {
@@ -399,23 +409,12 @@ func TestPublishedEntitiesKeepOnlyTheirEncoding(t *testing.T) {
 		}
 	}
 	check("folded", m.State().Get(Services, id1))
-	route, _ := EncodeCommand(&Command{Op: "create", Kind: Routes, NewID: id2,
-		Body: map[string]any{"name": "r", "paths": []any{"/r"}, "service": map[string]any{"id": id1}}})
-	data, _ = log.Encode(&log.Event{Type: log.TypeEntity, Time: 1_700_000_000_000_000_000, Op: "create", Entity: Routes, Payload: route})
-	if res := m.Apply(2, data); res.Err != nil {
+	if res := applyCmd(m, 2, 1_700_000_000_000_000_000, &Command{Op: "create", Kind: Routes, NewID: id2,
+		Body: map[string]any{"name": "r", "paths": []any{"/r"}, "service": map[string]any{"id": id1}}}); res.Err != nil {
 		t.Fatal(res.Err)
 	}
 
-	var buf bytes.Buffer
-	if err := m.Persist(m.State(), &buf); err != nil {
-		t.Fatal(err)
-	}
-	h2, _ := log.OpenHistory(filepath.Join(dir, "h2.db"))
-	defer h2.Close()
-	m2 := New(h2, testPlugins{})
-	if err := m2.Restore(&buf); err != nil {
-		t.Fatal(err)
-	}
+	m2 := roundTrip(t, m)
 	check("restored", m2.State().Get(Services, id1))
 	// The restore builds its indexes in bulk: every one answers as the
 	// folded state's does.
@@ -426,9 +425,8 @@ func TestPublishedEntitiesKeepOnlyTheirEncoding(t *testing.T) {
 			rs.Find(Routes, "r"), rs.Find(Services, "svc"), rs.HasChildren(Services, id1, Routes), rs.Hash(), m.State().Hash())
 	}
 
-	upd, _ := EncodeCommand(&Command{Op: "update", Kind: Services, Key: id1, Body: map[string]any{"host": "b.test"}})
-	data, _ = log.Encode(&log.Event{Type: log.TypeEntity, Time: 1_700_000_000_000_000_001, Op: "update", Entity: Services, Payload: upd})
-	if res := m.Apply(3, data); res.Err != nil {
+	if res := applyCmd(m, 3, 1_700_000_000_000_000_001, &Command{Op: "update", Kind: Services, Key: id1,
+		Body: map[string]any{"host": "b.test"}}); res.Err != nil {
 		t.Fatal(res.Err)
 	}
 	past, err := m.StateAt(2)
@@ -442,20 +440,12 @@ func TestPublishedEntitiesKeepOnlyTheirEncoding(t *testing.T) {
 // wrote, and older backups are restored: version 2 streams (entity data
 // inline) still read, to the same state.
 func TestRestoreReadsVersion2Snapshots(t *testing.T) {
-	dir := t.TempDir()
-	h, err := log.OpenHistory(filepath.Join(dir, "h.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	m := New(h, testPlugins{})
+	m := testMachine(t)
 	for i, cmd := range []*Command{
 		{Op: "create", Kind: Services, NewID: id1, Body: map[string]any{"host": "a.test", "name": "svc"}},
 		{Op: "create", Kind: Routes, NewID: id2, Body: map[string]any{"paths": []any{"/a"}, "service": map[string]any{"id": id1}}},
 	} {
-		payload, _ := EncodeCommand(cmd)
-		data, _ := log.Encode(&log.Event{Type: log.TypeEntity, Time: 1, Op: cmd.Op, Entity: cmd.Kind, Payload: payload})
-		if res := m.Apply(uint64(i+1), data); res.Err != nil {
+		if res := applyCmd(m, uint64(i+1), 1, cmd); res.Err != nil {
 			t.Fatal(res.Err)
 		}
 	}
@@ -492,9 +482,7 @@ func TestRestoreReadsVersion2Snapshots(t *testing.T) {
 	if err := VerifyBackup(bytes.NewReader(v2.Bytes()), int64(v2.Len())); err != nil {
 		t.Fatalf("a version 2 backup must verify: %v", err)
 	}
-	h2, _ := log.OpenHistory(filepath.Join(dir, "h2.db"))
-	defer h2.Close()
-	m2 := New(h2, testPlugins{})
+	m2 := testMachine(t)
 	if err := m2.Restore(&v2); err != nil {
 		t.Fatal(err)
 	}
