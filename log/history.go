@@ -138,10 +138,10 @@ func (rc recordCursor) out(k, v []byte) ([]byte, []byte) {
 	}
 	return k, recordValue(rc.tx, k, v)
 }
-func (rc recordCursor) First() ([]byte, []byte)         { return rc.out(rc.c.First()) }
-func (rc recordCursor) Last() ([]byte, []byte)          { return rc.out(rc.c.Last()) }
-func (rc recordCursor) Next() ([]byte, []byte)          { return rc.out(rc.c.Next()) }
-func (rc recordCursor) Prev() ([]byte, []byte)          { return rc.out(rc.c.Prev()) }
+func (rc recordCursor) First() ([]byte, []byte)        { return rc.out(rc.c.First()) }
+func (rc recordCursor) Last() ([]byte, []byte)         { return rc.out(rc.c.Last()) }
+func (rc recordCursor) Next() ([]byte, []byte)         { return rc.out(rc.c.Next()) }
+func (rc recordCursor) Prev() ([]byte, []byte)         { return rc.out(rc.c.Prev()) }
 func (rc recordCursor) Seek(k []byte) ([]byte, []byte) { return rc.out(rc.c.Seek(k)) }
 
 // Version is an entity as one event left it, for time travel: Value is
