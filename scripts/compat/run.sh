@@ -163,11 +163,14 @@ run_gokong() {
 	tests=$("$work/kong.test" -test.list "$gokong_tests" | grep '^Test' | sort)
 	echo "go-kong v0.77.0: $(echo "$tests" | wc -l) tests"
 	local failed=()
+	# Verdicts are read with here-strings, never echo | grep -q: under
+	# pipefail, grep -q exiting at its first match can kill echo with
+	# SIGPIPE and turn a found verdict into "no result" (it did, in CI).
 	for t in $tests; do
 		start_node || return
 		out=$(KONG_ADMIN_URL=$admin "$work/kong.test" -test.v -test.run "^${t}\$" 2>&1)
 		stop_node
-		if ! echo "$out" | grep -q -- "^--- \(PASS\|FAIL\|SKIP\): $t"; then
+		if ! grep -q -- "^--- \(PASS\|FAIL\|SKIP\): $t" <<<"$out"; then
 			# No verdict at all (the test binary or the node died): show
 			# why, then run it once more on a fresh node.
 			echo "  retry $t: no result the first time:"
@@ -176,20 +179,20 @@ run_gokong() {
 			out=$(KONG_ADMIN_URL=$admin "$work/kong.test" -test.v -test.run "^${t}\$" 2>&1)
 			stop_node
 		fi
-		if echo "$out" | grep -q -- "^--- FAIL: $t"; then
-			if echo "$known" | grep -qx "$t"; then
+		if grep -q -- "^--- FAIL: $t" <<<"$out"; then
+			if grep -qx "$t" <<<"$known"; then
 				gk_known=$((gk_known + 1))
 				continue
 			fi
 			gk_fail=$((gk_fail + 1))
 			failed+=("$t")
 			echo "$out" | grep -v '^=== ' | tail -15 | sed 's/^/        /'
-		elif echo "$known" | grep -qx "$t" && echo "$out" | grep -q -- "^--- PASS: $t"; then
+		elif grep -qx "$t" <<<"$known" && grep -q -- "^--- PASS: $t" <<<"$out"; then
 			echo "  note  $t is listed as a known failure but did not fail; update gokong-known-failures.txt"
 			gk_pass=$((gk_pass + 1))
-		elif echo "$out" | grep -q -- "^--- SKIP: $t"; then
+		elif grep -q -- "^--- SKIP: $t" <<<"$out"; then
 			gk_skip=$((gk_skip + 1))
-		elif echo "$out" | grep -q -- "^--- PASS: $t"; then
+		elif grep -q -- "^--- PASS: $t" <<<"$out"; then
 			gk_pass=$((gk_pass + 1))
 		else
 			gk_fail=$((gk_fail + 1))
