@@ -887,14 +887,16 @@ func bulkIndex(t *txn, all [][]indexKeys) {
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		slices.SortFunc(ents, func(a, b indexKeys) int { return strings.Compare(a.entity, b.entity) })
+		// Stable, so that duplicates (only in a hand-made snapshot) end
+		// as indexing one by one left them: the last one wins.
+		slices.SortStableFunc(ents, func(a, b indexKeys) int { return strings.Compare(a.entity, b.entity) })
 		for _, ik := range ents {
 			t.entities.Load(ik.entity, ik.e)
 		}
 	}()
 	go func() {
 		defer wg.Done()
-		slices.SortFunc(uniq, func(a, b pair) int { return strings.Compare(a.key, b.key) })
+		slices.SortStableFunc(uniq, func(a, b pair) int { return strings.Compare(a.key, b.key) })
 		for _, u := range uniq {
 			t.unique.Load(u.key, u.id)
 		}

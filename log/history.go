@@ -94,14 +94,15 @@ const stub = 0xc1
 var valueKey = []byte("v")
 
 func putRecord(tx *bolt.Tx, b *bolt.Bucket, k, v []byte) error {
-	if len(v) <= bulkAbove {
-		return b.Put(k, v)
-	}
 	bulk := tx.Bucket(bulkBucket)
 	if bulk.Bucket(k) != nil {
+		// A record rewritten at its index leaves no bucket behind.
 		if err := bulk.DeleteBucket(k); err != nil {
 			return err
 		}
+	}
+	if len(v) <= bulkAbove {
+		return b.Put(k, v)
 	}
 	nb, err := bulk.CreateBucket(k)
 	if err != nil {
