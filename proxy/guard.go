@@ -80,12 +80,8 @@ func screen(ctx *fasthttp.RequestCtx) (int, string) {
 // and dropped the losing header by the time the handler runs).
 func framingHeaders(raw []byte) (cl, te bool) {
 	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
+		var line []byte
+		line, raw, _ = bytes.Cut(raw, newline)
 		if len(line) > 0 && (line[0]|0x20 == 'c' || line[0]|0x20 == 't') {
 			cl = cl || fieldIs(line, "content-length")
 			te = te || fieldIs(line, "transfer-encoding")

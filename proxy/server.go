@@ -348,6 +348,8 @@ func kongError(ctx *fasthttp.RequestCtx, start time.Time, reqID string, status i
 	resp.SetBodyString(errorBody(msg, reqID))
 }
 
+var comma, newline = []byte(","), []byte("\n")
+
 var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
 	"TE", "Trailer", "Transfer-Encoding", "Upgrade"}
 
@@ -356,12 +358,8 @@ var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-A
 // It walks the value in place: splitting it allocated on every request.
 func connectionTokens(c []byte, del func([]byte)) {
 	for len(c) > 0 {
-		n := c
-		if i := bytes.IndexByte(c, ','); i >= 0 {
-			n, c = c[:i], c[i+1:]
-		} else {
-			c = nil
-		}
+		var n []byte
+		n, c, _ = bytes.Cut(c, comma)
 		if n = bytes.TrimSpace(n); len(n) > 0 && !bytes.EqualFold(n, []byte("close")) && !bytes.EqualFold(n, []byte("keep-alive")) {
 			del(n)
 		}
