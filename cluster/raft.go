@@ -155,9 +155,17 @@ func Open(cfg Config, m *fsm.Machine) (*Node, error) {
 		trans.Close()
 		return nil, fmt.Errorf("inspect raft state: %w", err)
 	}
+	// Entries over 64 KiB keep their data in files beside raft.db
+	// (bulklog.go says why).
+	bulk, err := openBulkLogs(store, filepath.Join(dir, "bulk"), 64<<10)
+	if err != nil {
+		store.Close()
+		trans.Close()
+		return nil, err
+	}
 	// The recent entries are kept decoded in memory, as Consul does,
 	// within 64 MiB (logcache.go says why).
-	logs := newLogCache(64, 64<<20, store)
+	logs := newLogCache(64, 64<<20, bulk)
 	ad := &adapter{m: m, snapshotBytes: cfg.SnapshotBytes}
 	if ad.snapshotBytes <= 0 {
 		ad.snapshotBytes = 64 << 20
