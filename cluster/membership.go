@@ -225,6 +225,7 @@ func (n *Node) self() fsm.Member {
 	self := n.cfg.Self
 	self.ID = n.cfg.NodeID
 	self.Cluster = string(n.trans.LocalAddr())
+	self.Snapshot = fsm.SnapshotVersion
 	return self
 }
 

@@ -2,7 +2,6 @@ package fsm
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -436,10 +435,34 @@ func TestPublishedEntitiesKeepOnlyTheirEncoding(t *testing.T) {
 	check("past", past.Get(Services, id1))
 }
 
-// A node upgraded in place restarts from the snapshot its older version
-// wrote, and older backups are restored: version 2 streams (entity data
-// inline) still read, to the same state.
-func TestRestoreReadsVersion2Snapshots(t *testing.T) {
+// snapshotHeader decodes the header of a Persist stream.
+func snapshotHeader(t *testing.T, b []byte) snapHeader {
+	t.Helper()
+	var hd snapHeader
+	if err := msgpack.NewDecoder(bytes.NewReader(b)).Decode(&hd); err != nil {
+		t.Fatal(err)
+	}
+	return hd
+}
+
+// applyMember applies a member event at index.
+func applyMember(t *testing.T, m *Machine, index uint64, mb Member) {
+	t.Helper()
+	payload, err := EncodeMember(mb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := log.Encode(&log.Event{Type: log.TypeMember, Time: int64(index), Op: "update", Entity: "member", Payload: payload})
+	if res := m.Apply(index, data); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+}
+
+// While one member runs a build that reads only version 2 (its member
+// record has no snapshot version), snapshots are written in version 2,
+// which this build still restores, backups included. Once every member
+// reads version 3, they are written in 3.
+func TestSnapshotVersionFollowsTheOldestMember(t *testing.T) {
 	m := testMachine(t)
 	for i, cmd := range []*Command{
 		{Op: "create", Kind: Services, NewID: id1, Body: map[string]any{"host": "a.test", "name": "svc"}},
@@ -449,36 +472,15 @@ func TestRestoreReadsVersion2Snapshots(t *testing.T) {
 			t.Fatal(res.Err)
 		}
 	}
-	var v3 bytes.Buffer
-	if err := m.Persist(m.State(), &v3); err != nil {
+	applyMember(t, m, 3, Member{ID: "new", Admin: "127.0.0.1:1", Snapshot: SnapshotVersion})
+	applyMember(t, m, 4, Member{ID: "old", Admin: "127.0.0.1:2"})
+	var v2 bytes.Buffer
+	if err := m.Persist(m.State(), &v2); err != nil {
 		t.Fatal(err)
 	}
-	// Rewrite the stream as version 2 wrote it.
-	r := bytes.NewReader(v3.Bytes())
-	dec := msgpack.NewDecoder(r)
-	var hd snapHeader
-	if err := dec.Decode(&hd); err != nil || hd.Version != 3 {
-		t.Fatalf("header %+v: %v", hd, err)
+	if hd := snapshotHeader(t, v2.Bytes()); hd.Version != 2 {
+		t.Fatalf("with a member that reads version 2, the snapshot is version %d", hd.Version)
 	}
-	var v2 bytes.Buffer
-	enc := msgpack.NewEncoder(&v2)
-	hd.Version = 2
-	enc.Encode(&hd)
-	for {
-		se, err := readSnapEntity(dec, 3)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if se.Kind == "" {
-			enc.Encode(&snapEntity{})
-			break
-		}
-		enc.Encode(&se)
-	}
-	rest := v3.Bytes()[len(v3.Bytes())-r.Len():]
-	v2.Write(rest[:len(rest)-sha256.Size])
-	sum := sha256.Sum256(v2.Bytes())
-	v2.Write(sum[:])
 	if err := VerifyBackup(bytes.NewReader(v2.Bytes()), int64(v2.Len())); err != nil {
 		t.Fatalf("a version 2 backup must verify: %v", err)
 	}
@@ -489,5 +491,18 @@ func TestRestoreReadsVersion2Snapshots(t *testing.T) {
 	s := m2.State()
 	if s.Hash() != m.State().Hash() || !s.HasChildren(Services, id1, Routes) || s.Find(Services, "svc") == nil {
 		t.Fatalf("version 2 restore: hash %s want %s, children %v", s.Hash(), m.State().Hash(), s.HasChildren(Services, id1, Routes))
+	}
+
+	applyMember(t, m, 5, Member{ID: "old", Admin: "127.0.0.1:2", Snapshot: SnapshotVersion})
+	m3 := roundTrip(t, m)
+	var v3 bytes.Buffer
+	if err := m.Persist(m.State(), &v3); err != nil {
+		t.Fatal(err)
+	}
+	if hd := snapshotHeader(t, v3.Bytes()); hd.Version != SnapshotVersion {
+		t.Fatalf("once every member reads version %d, the snapshot is version %d", SnapshotVersion, hd.Version)
+	}
+	if m3.State().Hash() != m.State().Hash() {
+		t.Fatalf("version %d restore: hash %s want %s", SnapshotVersion, m3.State().Hash(), m.State().Hash())
 	}
 }

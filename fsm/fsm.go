@@ -543,7 +543,8 @@ func (p Parts) WriteState(w io.Writer) error {
 	s := p.s
 	bw := bufio.NewWriterSize(w, 256<<10)
 	enc := msgpack.NewEncoder(bw)
-	h := &snapHeader{Version: snapVersion, Index: s.Index, Webhook: s.webhook, LastTime: s.lastTime, Salt: s.salt, Canonical: true}
+	version := s.writeVersion()
+	h := &snapHeader{Version: version, Index: s.Index, Webhook: s.webhook, LastTime: s.lastTime, Salt: s.salt, Canonical: true}
 	for _, mb := range s.members {
 		h.Members = append(h.Members, mb)
 	}
@@ -561,7 +562,11 @@ func (p Parts) WriteState(w io.Writer) error {
 			if b == nil {
 				b = canonical(e.Data())
 			}
-			err = enc.Encode(&snapEntityBin{Kind: kind, Data: b})
+			if version >= 3 {
+				err = enc.Encode(&snapEntityBin{Kind: kind, Data: b})
+			} else {
+				err = enc.Encode(&snapEntityRaw{Kind: kind, Data: b})
+			}
 			return err == nil
 		})
 		if err != nil {
@@ -591,9 +596,24 @@ func (p Parts) WriteHistory(w io.Writer) (int, error) {
 	return n, nil
 }
 
-// snapVersion 2 added the trailing SHA-256 (version 1 streams lack it);
-// 3 writes entity data as bins (snapEntityBin). Older versions are read.
-const snapVersion = 3
+// SnapshotVersion is the newest snapshot format this build writes and
+// reads. Version 2 added the trailing SHA-256 (version 1 streams lack
+// it); 3 writes entity data as bins (snapEntityBin). Older versions are
+// read.
+const SnapshotVersion = 3
+
+// writeVersion is the snapshot version s is written in: the newest every
+// member reads. The leader sends its snapshot to followers as it is, so
+// during a rolling upgrade, while one member still runs a build that
+// reads only version 2, snapshots stay version 2. A state without
+// members (no cluster formed yet) has no one to wait for.
+func (s *State) writeVersion() int {
+	v := SnapshotVersion
+	for _, mb := range s.members {
+		v = min(v, max(mb.Snapshot, 2))
+	}
+	return v
+}
 
 // VerifyBackup checks a backup (a Persist stream) of the given size
 // without applying anything: the trailing checksum, then VerifyState and
@@ -663,8 +683,8 @@ func verifyState(br *bufio.Reader) error {
 	if err := dec.Decode(&h); err != nil {
 		return fmt.Errorf("backup header: %w", err)
 	}
-	if h.Version != 2 && h.Version != snapVersion {
-		return fmt.Errorf("backup version %d is not supported (want 2 or %d)", h.Version, snapVersion)
+	if h.Version != 2 && h.Version != SnapshotVersion {
+		return fmt.Errorf("backup version %d is not supported (want 2 or %d)", h.Version, SnapshotVersion)
 	}
 	for {
 		// The data is checked for shape only, not decoded into maps:
@@ -711,7 +731,7 @@ func (m *Machine) Restore(r io.Reader) error {
 	if err := dec.Decode(&h); err != nil {
 		return fmt.Errorf("read snapshot header: %w", err)
 	}
-	if h.Version < 1 || h.Version > snapVersion {
+	if h.Version < 1 || h.Version > SnapshotVersion {
 		return fmt.Errorf("unsupported snapshot version %d", h.Version)
 	}
 	t0 := time.Now()

@@ -167,7 +167,10 @@ type Member struct {
 	Gossip string `msgpack:"gossip,omitempty" json:"gossip_address,omitempty"`
 	// PublicKey is the node's Ed25519 audit signing key, base64url.
 	PublicKey string `msgpack:"pk,omitempty" json:"public_key,omitempty"`
-	Removed   bool   `msgpack:"removed,omitempty" json:"-"`
+	// Snapshot is the newest snapshot version the node reads. Nodes
+	// older than the field leave it 0, and they read version 2.
+	Snapshot int  `msgpack:"snap,omitempty" json:"snapshot_version,omitempty"`
+	Removed  bool `msgpack:"removed,omitempty" json:"-"`
 }
 
 // Webhook is the audit webhook configuration and delivery cursor.
