@@ -76,6 +76,12 @@ type Node struct {
 	wg       sync.WaitGroup
 }
 
+// HasState reports whether dataDir already holds a node's Raft log.
+func HasState(dataDir string) bool {
+	_, err := os.Stat(filepath.Join(dataDir, "raft", "raft.db"))
+	return err == nil
+}
+
 // Open starts the Raft node. On a data dir with no Raft state it
 // bootstraps a one-node cluster with itself as the only voter; on a
 // restart it recovers from its snapshot and log.

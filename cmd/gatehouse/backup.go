@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/gatehouse-gw/gatehouse/admin"
+	"github.com/gatehouse-gw/gatehouse/cluster"
 	"github.com/gatehouse-gw/gatehouse/fsm"
 	"github.com/gatehouse-gw/gatehouse/fsm/backup"
 	"github.com/gatehouse-gw/gatehouse/plugins/prometheus"
@@ -137,7 +138,7 @@ func restoreCommand() *cli.Command {
 // fresh data directory; `gatehouse run` installs it on first start (the
 // node bootstraps alone, then others join it).
 func seed(from, to, dir string) error {
-	if _, err := os.Stat(filepath.Join(dir, "raft.db")); err == nil {
+	if cluster.HasState(dir) {
 		return fmt.Errorf("%s already holds a node's state: seed a fresh directory", dir)
 	}
 	f, err := os.Open(from)

@@ -2,10 +2,14 @@ package cluster
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -99,6 +103,16 @@ func TestBackupFromFollowerIntoFreshCluster(t *testing.T) {
 	}
 	// The new cluster takes writes, on any node.
 	create(t, third, "/consumers", map[string]any{"username": "after-recovery"})
+
+	// Seeding a directory that already holds a node is refused, and
+	// leaves no seed for its next start.
+	out, err = exec.Command(harness.Binary(t), "restore", "--from", file, "--data-dir", dir).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "already holds a node's state") {
+		t.Errorf("seeding a node's own data dir: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "seed.snapshot")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused seed left %s behind (%v)", filepath.Join(dir, "seed.snapshot"), err)
+	}
 }
 
 // history returns the hash chain of n's history up to index: equal
