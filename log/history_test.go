@@ -8,9 +8,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// peekIndex reads the index from a record's first bytes; it must agree
-// with the full peek, including the layouts it does not expect.
-func TestPeekIndexAgreesWithPeek(t *testing.T) {
+// peekHead reads the index and time from a record's first bytes; it must
+// agree with the full peek, including the layouts it does not expect.
+func TestPeekHeadAgreesWithPeek(t *testing.T) {
 	big := make([]Change, 2000)
 	for i := range big {
 		big[i] = Change{EntityType: "consumers", EntityID: "c", Op: "created", After: map[string]any{"username": "u"}}
@@ -24,13 +24,13 @@ func TestPeekIndexAgreesWithPeek(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, _, _, err := peek(v)
+		want, wantTime, _, err := peek(v)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := peekIndex(v)
-		if err != nil || got != want || got != rec.Event.Index {
-			t.Errorf("peekIndex = %d, %v; peek = %d; record index %d", got, err, want, rec.Event.Index)
+		got, gotTime, err := peekHead(v)
+		if err != nil || got != want || got != rec.Event.Index || gotTime != wantTime || gotTime != rec.Event.Time {
+			t.Errorf("peekHead = %d, %d, %v; peek = %d, %d; record %d, %d", got, gotTime, err, want, wantTime, rec.Event.Index, rec.Event.Time)
 		}
 	}
 	// Another shape altogether: a map led by a different key.
@@ -67,8 +67,22 @@ func TestLargeRecordsStandApart(t *testing.T) {
 			t.Fatalf("appending record %d allocated %d bytes of pages: the large record was rewritten", i, grew)
 		}
 	}
-	if r, err := h.Get(2); err != nil || r == nil || len(r.Event.Payload) != 8<<20 {
+	r2, err := h.Get(2)
+	if err != nil || r2 == nil || len(r2.Event.Payload) != 8<<20 {
 		t.Fatalf("Get(2): %v", err)
+	}
+	// The next record chains to it through the hash kept beside it.
+	if r3, err := h.Get(3); err != nil || r3.PrevHash != r2.Hash || r2.Hash == "" {
+		t.Fatalf("record 3 chains to %q, record 2's hash is %q (%v)", r3.PrevHash, r2.Hash, err)
+	}
+	h.db.View(func(tx *bolt.Tx) error {
+		if got := tx.Bucket(bulkBucket).Bucket(key(2)).Get(hashKey); string(got) != r2.Hash {
+			t.Errorf("bulk record 2 keeps hash %q beside it, want %q", got, r2.Hash)
+		}
+		return nil
+	})
+	if ts, err := h.TimeAt(2); err != nil || ts != 2 {
+		t.Fatalf("TimeAt(2) = %d, %v", ts, err)
 	}
 	n := 0
 	if err := h.Range(1, 0, func(r *Record) bool { n++; return r.Event.Index == uint64(n) }); err != nil || n != 8 {
@@ -97,6 +111,26 @@ func TestLargeRecordsStandApart(t *testing.T) {
 	}
 	if r, err := h2.Get(2); err != nil || r == nil || len(r.Event.Payload) != 8<<20 {
 		t.Fatalf("loaded Get(2): %v", err)
+	}
+	// A load does not parse the hash out; an append right after a loaded
+	// bulk record still chains to it.
+	var upto2 bytes.Buffer
+	if _, err := h.Dump(&upto2, 2); err != nil {
+		t.Fatal(err)
+	}
+	h3, err := OpenHistory(dir + "/h3.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h3.Close()
+	if _, err := h3.Load(&upto2); err != nil {
+		t.Fatal(err)
+	}
+	if err := h3.Append(rec(3, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if r3, err := h3.Get(3); err != nil || r3.PrevHash != r2.Hash {
+		t.Fatalf("after a load, record 3 chains to %q, want %q (%v)", r3.PrevHash, r2.Hash, err)
 	}
 	// Loading its own dump up to 1 (a restart from an older snapshot)
 	// drops record 2 and its bucket.

@@ -104,7 +104,10 @@ func run(res *results, bin string, nRoutes, nConsumers, batch int, churn, wrkTim
 
 	// Target 2 end to end: one route change at this size, ack to proxy.
 	n.settle()
-	if res.RouteChange, err = routeChanges(n, 100); err != nil {
+	stopProfile := n.profile("routechange", 3*time.Second)
+	res.RouteChange, err = routeChanges(n, 100)
+	stopProfile()
+	if err != nil {
 		return err
 	}
 
