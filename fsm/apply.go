@@ -606,6 +606,14 @@ func resolveRefs(s *State, kind string, d map[string]any) *Error {
 	return nil
 }
 
+// appendUnique appends the unique-index entry for field = v, if v is set.
+func appendUnique(keys []string, kind, field, v string) []string {
+	if v == "" {
+		return keys
+	}
+	return append(keys, k(kind, field, v))
+}
+
 // uniqueKeys lists the unique-index entries an entity owns.
 func uniqueKeys(kind string, d map[string]any) []string {
 	keys, _ := uniqueEntries(kind, d, false)
@@ -619,7 +627,7 @@ func uniqueKeys(kind string, d map[string]any) []string {
 func uniqueEntries(kind string, d map[string]any, fields bool) (keys []string, objs []map[string]any) {
 	for _, fld := range uniqueFields[kind] {
 		if v := str(d, fld); v != "" {
-			keys = append(keys, string(k(kind, fld, v)))
+			keys = appendUnique(keys, kind, fld, v)
 			if fields {
 				objs = append(objs, map[string]any{fld: v})
 			}

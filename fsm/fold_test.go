@@ -3,7 +3,10 @@ package fsm
 import (
 	"bytes"
 	"fmt"
+	"math/rand"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -504,5 +507,39 @@ func TestSnapshotVersionFollowsTheOldestMember(t *testing.T) {
 	}
 	if m3.State().Hash() != m.State().Hash() {
 		t.Fatalf("version %d restore: hash %s want %s", SnapshotVersion, m3.State().Hash(), m.State().Hash())
+	}
+}
+
+// sortEntityKeys must order keys exactly as a stable sort does, whether
+// the input is a snapshot's few ascending runs (the fast path) or not.
+func TestSortEntityKeysMatchesAStableSort(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	for round := range 500 {
+		var ents []entityKey
+		runs := rng.Intn(80) + 1
+		for r := range runs {
+			// Ascending runs with distinct prefixes, in shuffled order,
+			// sometimes overlapping or with a duplicate.
+			prefix := fmt.Sprintf("kind%02d\x00", rng.Intn(runs+3))
+			n := rng.Intn(20)
+			for i := range n {
+				key := fmt.Sprintf("%s%04d", prefix, i*3+rng.Intn(3))
+				if round%5 == 0 && rng.Intn(10) == 0 {
+					key = fmt.Sprintf("kind%02d\x00%04d", rng.Intn(3), rng.Intn(5))
+				}
+				ents = append(ents, entityKey{key: key, e: &Entity{ID: fmt.Sprint(r, "/", i)}})
+			}
+		}
+		want := slices.Clone(ents)
+		slices.SortStableFunc(want, func(a, b entityKey) int { return strings.Compare(a.key, b.key) })
+		got := sortEntityKeys(slices.Clone(ents))
+		if len(got) != len(want) {
+			t.Fatalf("round %d: %d keys out of %d", round, len(got), len(want))
+		}
+		for i := range want {
+			if got[i].key != want[i].key || got[i].e != want[i].e {
+				t.Fatalf("round %d: at %d got %q (%s), want %q (%s)", round, i, got[i].key, got[i].e.ID, want[i].key, want[i].e.ID)
+			}
+		}
 	}
 }

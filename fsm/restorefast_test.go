@@ -1,0 +1,108 @@
+package fsm
+
+import (
+	"bytes"
+	"fmt"
+	"reflect"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// The fast restore of consumers and key-auth credentials must build what
+// the generic one builds: the same sealed entity (encoding, hash, tags),
+// index keys and view, for entities as the fold stores them.
+func TestFastRestoreMatchesTheGenericOne(t *testing.T) {
+	if !fastRestoreFits {
+		t.Fatal("the unique fields or references of consumers or key-auth credentials changed: update restorefast.go")
+	}
+	m := testMachine(t)
+	index := uint64(0)
+	must := func(cmd *Command) {
+		t.Helper()
+		index++
+		if res := applyCmd(m, index, 1_700_000_000_000_000_000, cmd); res.Err != nil {
+			t.Fatalf("%s %s: %v (%v)", cmd.Op, cmd.Kind, res.Err, res.Err.Fields)
+		}
+	}
+	for i := range 12 {
+		cid := fmt.Sprintf("%08d-1111-4111-8111-111111111111", i)
+		body := map[string]any{"username": fmt.Sprint("user", i)}
+		switch i % 4 {
+		case 1:
+			body["custom_id"] = fmt.Sprint("custom", i)
+		case 2:
+			body = map[string]any{"custom_id": fmt.Sprint("only-custom", i), "tags": []any{"a", "b"}}
+		case 3:
+			body["tags"] = []any{}
+		}
+		must(&Command{Op: "create", Kind: Consumers, NewID: cid, Body: body})
+		ka := map[string]any{"key": fmt.Sprint("key", i), "consumer": map[string]any{"id": cid}}
+		switch i % 3 {
+		case 1:
+			ka["ttl"] = float64(3600)
+		case 2:
+			ka["tags"] = []any{"t"}
+		}
+		must(&Command{Op: "create", Kind: KeyAuths, NewID: fmt.Sprintf("%08d-2222-4222-8222-222222222222", i), Body: ka})
+	}
+	var snap bytes.Buffer
+	if err := m.Persist(m.State(), &snap); err != nil {
+		t.Fatal(err)
+	}
+	dec := msgpack.NewDecoder(&snap)
+	var hd snapHeader
+	if err := dec.Decode(&hd); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	var expiring, tagged, customOnly int
+	for {
+		se, err := readSnapEntity(dec, hd.Version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if se.Kind == "" {
+			break
+		}
+		fast, ok := restoredFast(se)
+		if se.Kind != Consumers && se.Kind != KeyAuths {
+			if ok {
+				t.Errorf("a %s took the fast path", se.Kind)
+			}
+			continue
+		}
+		if !ok {
+			t.Fatalf("%s %x: no fast path", se.Kind, se.Data)
+		}
+		slow, err := m.restoredGeneric(se, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[se.Kind]++
+		f, g := fast.e, slow.e
+		if f.Kind != g.Kind || f.ID != g.ID || f.hash != g.hash || !bytes.Equal(f.enc, g.enc) ||
+			!reflect.DeepEqual(f.tags, g.tags) || f.data != nil || g.data != nil {
+			t.Errorf("%s %s: entity differs:\nfast    %+v\ngeneric %+v", se.Kind, g.ID, *f, *g)
+		}
+		if !reflect.DeepEqual(f.View, g.View) {
+			t.Errorf("%s %s: view %+v, generic %+v", se.Kind, g.ID, f.View, g.View)
+		}
+		fast.e, slow.e = nil, nil
+		if !reflect.DeepEqual(fast, slow) {
+			t.Errorf("%s %s: keys %+v, generic %+v", se.Kind, g.ID, fast, slow)
+		}
+		if ka, ok := g.View.(*KeyAuth); ok && ka.ExpiresAt != 0 {
+			expiring++
+		}
+		if len(g.tags) > 0 {
+			tagged++
+		}
+		if c, ok := g.View.(*Consumer); ok && c.Username == "" {
+			customOnly++
+		}
+	}
+	if seen[Consumers] != 12 || seen[KeyAuths] != 12 || expiring == 0 || tagged == 0 || customOnly == 0 {
+		t.Fatalf("the snapshot did not cover the cases: %v, %d expiring, %d tagged, %d without username", seen, expiring, tagged, customOnly)
+	}
+}
