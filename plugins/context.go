@@ -2,6 +2,7 @@ package plugins
 
 import (
 	"encoding/json"
+	"strconv"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/fsm"
@@ -15,6 +16,10 @@ type Request interface {
 	Path() string // as received, without the query string
 	Host() string
 	Header(name string) (string, bool)
+	// HeaderView is Header without the copy: the string shares the
+	// request's buffer, so it is only for a lookup, valid until the
+	// request's headers change or the phase returns. Never keep it.
+	HeaderView(name string) (string, bool)
 	SetHeader(name, value string) // on the request sent upstream
 	AddHeader(name, value string) // another value, after any there are
 	DelHeader(name string)
@@ -91,7 +96,7 @@ type Context struct {
 	TLS bool
 
 	exit        *Exit
-	respHeaders [][2]string
+	respHeaders []ResponseHeader
 	vars        [4]struct {
 		owner any
 		val   any
@@ -152,14 +157,38 @@ func (c *Context) ExitJSON(status int, v any, headers ...[2]string) {
 // Exited returns the exit set by a plugin, or nil.
 func (c *Context) Exited() *Exit { return c.exit }
 
+// ResponseHeader is a header added with AddResponseHeader or
+// AddResponseHeaderInt.
+type ResponseHeader struct {
+	Name, Value string
+	Int         int64
+	IsInt       bool
+}
+
+// AppendValue appends the header's value to b.
+func (h *ResponseHeader) AppendValue(b []byte) []byte {
+	if h.IsInt {
+		return strconv.AppendInt(b, h.Int, 10)
+	}
+	return append(b, h.Value...)
+}
+
 // AddResponseHeader sets a header on the client response whether the
 // request is proxied or ended by a plugin (rate-limit headers).
 func (c *Context) AddResponseHeader(name, value string) {
-	c.respHeaders = append(c.respHeaders, [2]string{name, value})
+	c.respHeaders = append(c.respHeaders, ResponseHeader{Name: name, Value: value})
 }
 
-// ResponseHeaders lists headers added with AddResponseHeader.
-func (c *Context) ResponseHeaders() [][2]string { return c.respHeaders }
+// AddResponseHeaderInt is AddResponseHeader for a number. It is written
+// straight into the response, where formatting it first would allocate a
+// string on every request (rate-limit counts).
+func (c *Context) AddResponseHeaderInt(name string, v int64) {
+	c.respHeaders = append(c.respHeaders, ResponseHeader{Name: name, Int: v, IsInt: true})
+}
+
+// ResponseHeaders lists headers added with AddResponseHeader and
+// AddResponseHeaderInt.
+func (c *Context) ResponseHeaders() []ResponseHeader { return c.respHeaders }
 
 // Set stores a per-request value for owner (usually the plugin handler),
 // to carry state from one phase to a later one without allocating a map.

@@ -34,6 +34,14 @@ func (r *fastRequest) Header(name string) (string, bool) {
 	return string(v), true
 }
 
+func (r *fastRequest) HeaderView(name string) (string, bool) {
+	v := r.ctx.Request.Header.Peek(name)
+	if v == nil {
+		return "", false
+	}
+	return b2s(v), true
+}
+
 func (r *fastRequest) SetHeader(name, value string) { r.ctx.Request.Header.Set(name, value) }
 func (r *fastRequest) DelHeader(name string)        { r.ctx.Request.Header.Del(name) }
 func (r *fastRequest) AddHeader(name, value string) { r.ctx.Request.Header.Add(name, value) }

@@ -260,8 +260,10 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 // responsePhases applies plugin response headers and runs the header and
 // body filters of the plugins that ran.
 func (p *Proxy) responsePhases(rs *reqState, pc *plugins.Context) {
-	for _, h := range pc.ResponseHeaders() {
-		rs.resp.resp.Header.Set(h[0], h[1])
+	var vb [32]byte
+	hs := pc.ResponseHeaders()
+	for i := range hs {
+		rs.resp.resp.Header.SetBytesV(hs[i].Name, hs[i].AppendValue(vb[:0]))
 	}
 	for _, pl := range rs.ran {
 		pc.Plugin = pl

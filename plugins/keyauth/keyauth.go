@@ -91,7 +91,8 @@ func (h *handler) authenticate(ctx *plugins.Context) (int, string) {
 	key, where, name := "", "", ""
 	for _, n := range h.keyNames {
 		if h.inHeader {
-			if v, ok := ctx.Req.Header(n); ok && v != "" {
+			// A view: the key is only looked up, never kept.
+			if v, ok := ctx.Req.HeaderView(n); ok && v != "" {
 				key, where, name = v, "header", n
 				break
 			}

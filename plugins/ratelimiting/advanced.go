@@ -131,11 +131,18 @@ var _ plugins.Accessor = (*advanced)(nil)
 // each plugin counts alone (Kong generates a random namespace; the
 // plugin's id serves the same purpose and stays null in its config).
 func (h *advanced) counterKey(p *fsm.Plugin, id string) string {
+	return string(h.appendCounterKey(nil, p, id))
+}
+
+func (h *advanced) appendCounterKey(b []byte, p *fsm.Plugin, id string) []byte {
 	ns := h.namespace
 	if ns == "" {
 		ns = p.ID
 	}
-	return "rla|" + ns + "|" + id
+	b = append(b, "rla|"...)
+	b = append(b, ns...)
+	b = append(b, '|')
+	return append(b, id...)
 }
 
 func (h *advanced) fill(now time.Time, ws []Window) {
@@ -156,8 +163,9 @@ func (h *advanced) Access(ctx *plugins.Context) {
 	}
 	ws, usage = ws[:len(h.windows)], usage[:len(h.windows)]
 	h.fill(now, ws)
-	key := h.counterKey(ctx.Plugin, identify(ctx, h.identifier, h.headerName, h.path))
-	allowed := h.store.Take(key, now, ws, h.policy, usage)
+	var kb [160]byte
+	key := h.appendCounterKey(kb[:0], ctx.Plugin, identify(ctx, h.identifier, h.headerName, h.path))
+	allowed := h.store.Take(view(key), now, ws, h.policy, usage)
 
 	best := 0
 	for i := range usage {
@@ -185,17 +193,17 @@ func (h *advanced) Access(ctx *plugins.Context) {
 	}
 	for i, w := range h.windows {
 		ctx.AddResponseHeader(w.headerLimit, advLimit(usage[i].Limit, w))
-		ctx.AddResponseHeader(w.headerRemain, strconv.FormatInt(usage[i].Remaining, 10))
+		ctx.AddResponseHeaderInt(w.headerRemain, usage[i].Remaining)
 	}
 	ctx.AddResponseHeader("RateLimit-Limit", advLimit(usage[best].Limit, h.windows[best]))
-	ctx.AddResponseHeader("RateLimit-Remaining", strconv.FormatInt(usage[best].Remaining, 10))
+	ctx.AddResponseHeaderInt("RateLimit-Remaining", usage[best].Remaining)
 	if !allowed {
 		r := strconv.FormatInt(retry, 10)
 		ctx.AddResponseHeader("RateLimit-Reset", r)
 		ctx.Error(h.status, h.message, [2]string{"Retry-After", r})
 		return
 	}
-	ctx.AddResponseHeader("RateLimit-Reset", strconv.FormatInt(usage[best].Reset, 10))
+	ctx.AddResponseHeaderInt("RateLimit-Reset", usage[best].Reset)
 }
 
 func advLimit(limit int64, w advWindow) string {

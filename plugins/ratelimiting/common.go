@@ -74,7 +74,8 @@ func identify(ctx *plugins.Context, by, headerName, path string) string {
 			return ctx.Service.ID
 		}
 	case "header":
-		if v, ok := ctx.Req.Header(headerName); ok && v != "" {
+		// A view: the identifier is copied into the counter key.
+		if v, ok := ctx.Req.HeaderView(headerName); ok && v != "" {
 			return v
 		}
 	case "path":

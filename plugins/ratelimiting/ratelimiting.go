@@ -120,7 +120,16 @@ func (h *handler) identifier(ctx *plugins.Context) string {
 // counterKey scopes counters like Kong's: by the plugin's own route and
 // service (a global plugin counts a client across every route).
 func (h *handler) counterKey(p *fsm.Plugin, id string) string {
-	return "rl|" + p.RouteID + "|" + p.ServiceID + "|" + id
+	return string(h.appendCounterKey(nil, p, id))
+}
+
+func (h *handler) appendCounterKey(b []byte, p *fsm.Plugin, id string) []byte {
+	b = append(b, "rl|"...)
+	b = append(b, p.RouteID...)
+	b = append(b, '|')
+	b = append(b, p.ServiceID...)
+	b = append(b, '|')
+	return append(b, id...)
 }
 
 func (h *handler) windows(now time.Time, ws []Window) {
@@ -136,7 +145,9 @@ func (h *handler) Access(ctx *plugins.Context) {
 	ws := wbuf[:len(h.periods)]
 	h.windows(now, ws)
 	var usage [6]Usage
-	allowed := h.store.Take(h.counterKey(ctx.Plugin, h.identifier(ctx)), now, ws, h.policy, usage[:len(ws)])
+	var kb [160]byte
+	key := h.appendCounterKey(kb[:0], ctx.Plugin, h.identifier(ctx))
+	allowed := h.store.Take(view(key), now, ws, h.policy, usage[:len(ws)])
 
 	if h.hide {
 		if !allowed {
@@ -150,17 +161,16 @@ func (h *handler) Access(ctx *plugins.Context) {
 	for i := range h.periods {
 		u := usage[i]
 		ctx.AddResponseHeader(h.periods[i].headerLimit, limitString(u.Limit, h.periods[i]))
-		ctx.AddResponseHeader(h.periods[i].headerRemaining, strconv.FormatInt(u.Remaining, 10))
+		ctx.AddResponseHeaderInt(h.periods[i].headerRemaining, u.Remaining)
 		if u.Remaining <= usage[best].Remaining {
 			best = i
 		}
 	}
-	reset := strconv.FormatInt(usage[best].Reset, 10)
 	ctx.AddResponseHeader("RateLimit-Limit", limitString(usage[best].Limit, h.periods[best]))
-	ctx.AddResponseHeader("RateLimit-Remaining", strconv.FormatInt(usage[best].Remaining, 10))
-	ctx.AddResponseHeader("RateLimit-Reset", reset)
+	ctx.AddResponseHeaderInt("RateLimit-Remaining", usage[best].Remaining)
+	ctx.AddResponseHeaderInt("RateLimit-Reset", usage[best].Reset)
 	if !allowed {
-		ctx.Error(h.status, h.message, [2]string{"Retry-After", reset})
+		ctx.Error(h.status, h.message, [2]string{"Retry-After", strconv.FormatInt(usage[best].Reset, 10)})
 	}
 }
 

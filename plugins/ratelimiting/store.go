@@ -4,9 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"hash/maphash"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Window is one limit of a plugin as it applies at the moment of a request:
@@ -127,6 +129,10 @@ func NewStore(max int) *Store {
 	return s
 }
 
+// view is b as a string without a copy, for a key passed to Take, which
+// copies what it keeps; b must not change while the string is in use.
+func view(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
 func canonicalKey(key string) string {
 	if len(key) <= maxKeyLen {
 		return key
@@ -182,7 +188,9 @@ func (c *counter) total() int64 { return c.local + c.peerSum }
 
 // Take admits one request for key if every window has room, counting it in
 // all of them; otherwise it counts nothing (or, with Penalty, counts it
-// anyway). usage receives each window's state.
+// anyway). usage receives each window's state. key may share a caller's
+// buffer (the handlers build it in one on the stack): what Take keeps, it
+// copies, so a hot counter's requests allocate nothing.
 func (s *Store) Take(key string, now time.Time, ws []Window, p Policy, usage []Usage) bool {
 	key = canonicalKey(key)
 	sh := s.shardOf(key)
@@ -229,7 +237,7 @@ func (s *Store) Take(key string, now time.Time, ws []Window, p Policy, usage []U
 			ests[i]++
 			if c.every > 0 && !c.dirty {
 				c.dirty = true
-				sh.dirty = append(sh.dirty, counterKey{key, w.Size, w.Start})
+				sh.dirty = append(sh.dirty, counterKey{strings.Clone(key), w.Size, w.Start})
 			}
 		}
 		rem := float64(usage[i].Limit) - ests[i]
@@ -279,6 +287,8 @@ func retryAfter(w Window, sh *shard, key string, cur *counter, limit int64, now 
 }
 
 // get returns the counter for k, creating it (and making room) if needed.
+// get returns k's counter, making it if needed. A new counter's key is a
+// copy of k's, which may share the caller's buffer (see Take).
 func (s *Store) get(sh *shard, k counterKey, expires, now int64) *counter {
 	c := sh.counts[k]
 	if c == nil {
@@ -286,7 +296,7 @@ func (s *Store) get(sh *shard, k counterKey, expires, now int64) *counter {
 			s.evict(sh, now)
 		}
 		c = &counter{expires: expires}
-		sh.counts[k] = c
+		sh.counts[counterKey{strings.Clone(k.key), k.size, k.start}] = c
 	}
 	return c
 }

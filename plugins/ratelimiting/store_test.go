@@ -2,6 +2,7 @@ package ratelimiting
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -328,5 +329,30 @@ func BenchmarkTake(b *testing.B) {
 				s.Take("k", now, ws, c.p, u)
 			}
 		})
+	}
+}
+
+// The handlers pass Take a key that views a buffer they reuse; the store
+// must keep copies, in its counters and in what it reports to peers.
+func TestTakeCopiesAKeyThatSharesABuffer(t *testing.T) {
+	s := NewStore(0)
+	p := Policy{SyncEvery: 100 * time.Millisecond}
+	now := time.Date(2026, 1, 1, 0, 0, 30, 0, time.UTC)
+	ws := fixed(now, map[string]int64{"minute": 10})
+	buf := []byte("key-a")
+	var u [1]Usage
+	s.Take(view(buf), now, ws, p, u[:])
+	copy(buf, "key-b")
+	s.Take(view(buf), now, ws, p, u[:])
+	s.Take(view(buf), now, ws, p, u[:])
+	copy(buf, "zzzzz")
+	if a, b := s.Counts("key-a", "node1", 60, ws[0].Start), s.Counts("key-b", "node1", 60, ws[0].Start); a.Total != 1 || b.Total != 2 {
+		t.Fatalf("after reusing the key's buffer: key-a %+v, key-b %+v", a, b)
+	}
+	var keys []string
+	s.Collect(now.Add(time.Second), func(r Report) bool { keys = append(keys, r.Key); return true })
+	slices.Sort(keys)
+	if !slices.Equal(keys, []string{"key-a", "key-b"}) {
+		t.Fatalf("reported keys %q, want key-a and key-b", keys)
 	}
 }
