@@ -14,7 +14,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -137,6 +139,7 @@ func runCommand() *cli.Command {
 			flag("cluster-ca", "", "PEM CA that signs every node's cluster certificate"),
 			&cli.StringFlag{Name: "admin-token", EnvVars: []string{"GATEHOUSE_ADMIN_TOKEN"},
 				Usage: "bootstrap super-admin token (the same on every node of a cluster); generated and printed once if unset"},
+			flag("startup-profile", "", "write a CPU profile of the start, until the node serves, to this file (/debug/pprof answers only after)"),
 		},
 		Action: func(c *cli.Context) error {
 			return run(c.Context, runConfig{
@@ -149,7 +152,7 @@ func runCommand() *cli.Command {
 				adminToken:       c.String("admin-token"),
 				proxyReadTimeout: c.Duration("proxy-read-timeout"),
 				gossip:           c.String("gossip-listen"), gossipKey: c.String("gossip-key"),
-				maxCounters: c.Int("rate-limit-max-counters"),
+				maxCounters: c.Int("rate-limit-max-counters"), startupProfile: c.String("startup-profile"),
 				tls: cluster.TLSFiles{Cert: c.String("cluster-tls-cert"), Key: c.String("cluster-tls-key"),
 					CA: c.String("cluster-ca")},
 			})
@@ -170,6 +173,7 @@ type runConfig struct {
 	proxyReadTimeout                               time.Duration
 	gossip, gossipKey                              string
 	maxCounters                                    int
+	startupProfile                                 string
 }
 
 // authEnabled applies the admin-auth rules: auto means on unless the admin
@@ -228,6 +232,8 @@ func run(ctx context.Context, cfg runConfig) error {
 	if cfg.nodeID == "" {
 		return errors.New("--node-id must not be empty")
 	}
+	stopProfile := startupProfile(cfg.startupProfile)
+	defer stopProfile()
 	auth, err := authEnabled(cfg)
 	if err != nil {
 		return err
@@ -405,6 +411,7 @@ func run(ctx context.Context, cfg runConfig) error {
 	}
 	go func() { errc <- adminSrv.Serve(adminLn) }()
 	go func() { errc <- statusSrv.Serve(statusLn) }()
+	stopProfile()
 	slog.Info("gatehouse started", "node", cfg.nodeID, "proxy", proxyLn.Addr().String(),
 		"admin", adminLn.Addr().String(), "status", statusLn.Addr().String(), "cluster", cfg.cluster,
 		"data_dir", cfg.dataDir)
@@ -517,4 +524,29 @@ func loadNodeUUID(dir string) (string, error) {
 		return "", fmt.Errorf("write node uuid: %w", err)
 	}
 	return id, nil
+}
+
+// startupProfile writes a CPU profile of the start, until the node
+// serves, to path when it is set (--startup-profile): /debug/pprof only
+// answers once the node serves, and a restart's time is spent before.
+// The returned function stops it; calls after the first do nothing.
+func startupProfile(path string) func() {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		slog.Warn("startup profile", "err", err)
+		return func() {}
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
+	}
 }

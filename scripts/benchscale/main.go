@@ -160,8 +160,13 @@ func run(res *results, bin string, nRoutes, nConsumers, batch int, churn, wrkTim
 
 	// Target 5: restart and serve.
 	n.stop()
+	var env []string
+	if dir := os.Getenv("BENCHSCALE_PROFILE"); dir != "" {
+		// --startup-profile, as its environment variable.
+		env = append(env, "GATEHOUSE_STARTUP_PROFILE="+filepath.Join(dir, "restart.pprof"))
+	}
 	t0 = time.Now()
-	if err := n.start(); err != nil {
+	if err := n.start(env...); err != nil {
 		return err
 	}
 	if err := waitFor(2*time.Minute, func() bool { return get(plain) == 200 && get(auth, "apikey", last) == 200 }); err != nil {
