@@ -543,3 +543,18 @@ func TestSortEntityKeysMatchesAStableSort(t *testing.T) {
 		}
 	}
 }
+
+func TestSortInHalvesSorts(t *testing.T) {
+	rng := rand.New(rand.NewSource(2))
+	for _, n := range []int{0, 1, 5, 1<<16 - 1, 1 << 16, 1<<16 + 7, 200_001} {
+		xs := make([]int, n)
+		for i := range xs {
+			xs[i] = rng.Intn(n/2 + 1)
+		}
+		want := slices.Clone(xs)
+		slices.Sort(want)
+		if got := sortInHalves(xs, func(a, b int) int { return a - b }); !slices.Equal(got, want) {
+			t.Fatalf("n=%d: not sorted", n)
+		}
+	}
+}

@@ -60,17 +60,31 @@ type Runtime struct {
 // subscribe to updates.
 func NewRuntime(reg *plugins.Registry, s *fsm.State) *Runtime {
 	rt := &Runtime{plugins: reg, bal: newBalancers()}
-	sn := rt.rebuild(s)
-	sn.creds = buildCredentials(s)
-	rt.cur.Store(sn)
+	rt.cur.Store(rt.rebuildAll(s))
 	return rt
+}
+
+// rebuildAll is rebuild with the credential index, built alongside the
+// router: both are seconds of a restart at 100,000 routes and 1,000,000
+// consumers, and neither reads the other.
+func (rt *Runtime) rebuildAll(s *fsm.State) *snapshot {
+	var creds *credentials
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		creds = buildCredentials(s)
+	}()
+	sn := rt.rebuild(s)
+	<-done
+	sn.creds = creds
+	return sn
 }
 
 func (rt *Runtime) load() *snapshot { return rt.cur.Load() }
 
 // rebuild constructs the router from a whole state (not the credential
-// index: callers that start from scratch add it): at startup and after
-// a snapshot restore, never per event.
+// index: rebuildAll adds it): at startup and after a snapshot restore,
+// never per event.
 func (rt *Runtime) rebuild(s *fsm.State) *snapshot {
 	var routes []*router.Route
 	s.Walk(fsm.Routes, "", func(e *fsm.Entity) bool {
@@ -122,9 +136,7 @@ func (rt *Runtime) Update(u fsm.Update) {
 	old := rt.load()
 	if u.Reset {
 		rt.bal.reset(u.Next.Index)
-		sn := rt.rebuild(u.Next)
-		sn.creds = buildCredentials(u.Next)
-		rt.cur.Store(sn)
+		rt.cur.Store(rt.rebuildAll(u.Next))
 		return
 	}
 	next := &snapshot{state: u.Next, router: old.router, routes: old.routes, consumerPlugins: old.consumerPlugins,
