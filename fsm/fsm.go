@@ -63,6 +63,8 @@ type Machine struct {
 	// fromStart is true until a snapshot is restored: the log is then
 	// applied from its first entry and records every version.
 	fromStart bool
+
+	collect collector // after bulk changes (collect.go)
 }
 
 // New creates a machine over history with the given plugin registry.
@@ -167,6 +169,9 @@ func (m *Machine) ApplyBatch(entries []Entry) []*Result {
 	}
 	tHistory := time.Since(t0) - tFold
 	m.publish(Update{Prev: prev, Next: s, Changes: changes})
+	if len(changes) >= bulkChanges {
+		m.collect.soon()
+	}
 	if d := time.Since(t0); d > time.Second {
 		// Large batches (a restore, a declarative config) are worth
 		// seeing in the log, split by where the time went.
@@ -770,6 +775,7 @@ func (m *Machine) Restore(r io.Reader) error {
 		"entities_took", tEntities.Round(time.Millisecond), "history_took", tHistory.Round(time.Millisecond),
 		"total", time.Since(t0).Round(time.Millisecond))
 	m.warmInBackground()
+	m.collect.soon()
 	return nil
 }
 
