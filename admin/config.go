@@ -24,7 +24,15 @@ import (
 // only entities carrying those tags are replaced. ?check_hash=1 answers
 // 304 when the document would change nothing; ?flatten_errors=1 adds
 // Kong's per-entity error list.
+// busyMarker is the store's side of the collection after bulk changes
+// (fsm/collect.go): a declarative load is bulk work from the moment it
+// is read, and the machine waits for it before collecting.
+type busyMarker interface{ Busy() (done func()) }
+
 func (s *Server) configApply(w http.ResponseWriter, r *http.Request) {
+	if b, ok := s.cfg.Store.(busyMarker); ok {
+		defer b.Busy()()
+	}
 	body, err := configBody(r)
 	if err != nil {
 		message(w, 400, err.Error())

@@ -5,25 +5,37 @@ import (
 	"time"
 )
 
+func waitRuns(c *collector, want int64, within time.Duration) int64 {
+	deadline := time.Now().Add(within)
+	for c.runs.Load() < want && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return c.runs.Load()
+}
+
 // A restore (like a bulk apply) leaves its garbage to one collection
-// soon after, not to the pacer; calls in quick succession make one.
-func TestRestoreIsCollectedSoonAfter(t *testing.T) {
+// soon after, not to the pacer; while a bulk operation outside the
+// machine runs (the next batch's validation), the collection waits.
+func TestBulkChangesAreCollectedOnceIdle(t *testing.T) {
+	defer func(q time.Duration) { bulkQuiet = q }(bulkQuiet)
+	bulkQuiet = 300 * time.Millisecond
 	m := testMachine(t)
 	if res := applyCmd(m, 1, 1, &Command{Op: "create", Kind: Consumers, NewID: id1, Body: map[string]any{"username": "u"}}); res.Err != nil {
 		t.Fatal(res.Err)
 	}
 	m2 := roundTrip(t, m)
-	m2.collect.soon()
-	m2.collect.soon()
-	deadline := time.Now().Add(bulkQuiet + 5*time.Second)
-	for m2.collect.runs.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
+	done := m2.Busy()
+	if n := waitRuns(&m2.collect, 1, bulkQuiet+time.Second); n != 0 {
+		t.Fatalf("collected %d times while a bulk operation was running", n)
 	}
-	if m2.collect.runs.Load() == 0 {
-		t.Fatalf("no collection within %v of a restore", bulkQuiet+5*time.Second)
+	m2.collect.bulk() // more bulk changes meanwhile
+	done()
+	done() // a second call changes nothing
+	if n := waitRuns(&m2.collect, 1, bulkQuiet+5*time.Second); n != 1 {
+		t.Fatalf("collected %d times once idle, want 1", n)
 	}
 	time.Sleep(bulkQuiet + time.Second)
 	if n := m2.collect.runs.Load(); n != 1 {
-		t.Errorf("%d collections after a restore and two more bulk signals, want 1", n)
+		t.Errorf("%d collections in all, want 1", n)
 	}
 }

@@ -170,7 +170,7 @@ func (m *Machine) ApplyBatch(entries []Entry) []*Result {
 	tHistory := time.Since(t0) - tFold
 	m.publish(Update{Prev: prev, Next: s, Changes: changes})
 	if len(changes) >= bulkChanges {
-		m.collect.soon()
+		m.collect.bulk()
 	}
 	if d := time.Since(t0); d > time.Second {
 		// Large batches (a restore, a declarative config) are worth
@@ -775,7 +775,7 @@ func (m *Machine) Restore(r io.Reader) error {
 		"entities_took", tEntities.Round(time.Millisecond), "history_took", tHistory.Round(time.Millisecond),
 		"total", time.Since(t0).Round(time.Millisecond))
 	m.warmInBackground()
-	m.collect.soon()
+	m.collect.bulk()
 	return nil
 }
 

@@ -287,8 +287,8 @@ func retryAfter(w Window, sh *shard, key string, cur *counter, limit int64, now 
 }
 
 // get returns the counter for k, creating it (and making room) if needed.
-// get returns k's counter, making it if needed. A new counter's key is a
-// copy of k's, which may share the caller's buffer (see Take).
+// A new counter's key is a copy of k's, which may share the caller's
+// buffer (see Take).
 func (s *Store) get(sh *shard, k counterKey, expires, now int64) *counter {
 	c := sh.counts[k]
 	if c == nil {

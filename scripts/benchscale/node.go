@@ -204,9 +204,10 @@ func newGet(url string, header ...string) (*http.Request, error) {
 }
 
 // settle waits (at most two minutes) until the node has used less than
-// 5% of a core and written less than a megabyte in each of three seconds
-// in a row: after a large load it collects garbage and writes a snapshot
-// (hundreds of megabytes, during which every write's fsync waits), and a
+// 5% of a core and written less than a megabyte in each of eight seconds
+// in a row: after a large load it writes a snapshot (hundreds of
+// megabytes, during which every write's fsync waits) and, once bulk work
+// has stopped for 5 s, collects its garbage (fsm/collect.go); a
 // measurement taken then would time that instead.
 func (n *node) settle() {
 	quiet := 0
@@ -215,7 +216,7 @@ func (n *node) settle() {
 		time.Sleep(time.Second)
 		if n.cpuSeconds()-c0 >= 0.05 || n.writtenBytes()-w0 >= 1<<20 {
 			quiet = 0
-		} else if quiet++; quiet == 3 {
+		} else if quiet++; quiet == 8 {
 			return
 		}
 	}
