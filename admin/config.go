@@ -16,6 +16,11 @@ import (
 	"github.com/gatehouse-gw/gatehouse/log"
 )
 
+// busyMarker is the store's side of the collection after bulk changes
+// (fsm/collect.go): a declarative load is bulk work from the moment it
+// is read, and the machine waits for it before collecting.
+type busyMarker interface{ Busy() (done func()) }
+
 // configApply serves POST /config (Kong's DB-less endpoint): the posted
 // declarative document (YAML or JSON, raw or as the form field config)
 // becomes the gateway configuration, as ONE batch event: entities the
@@ -24,11 +29,6 @@ import (
 // only entities carrying those tags are replaced. ?check_hash=1 answers
 // 304 when the document would change nothing; ?flatten_errors=1 adds
 // Kong's per-entity error list.
-// busyMarker is the store's side of the collection after bulk changes
-// (fsm/collect.go): a declarative load is bulk work from the moment it
-// is read, and the machine waits for it before collecting.
-type busyMarker interface{ Busy() (done func()) }
-
 func (s *Server) configApply(w http.ResponseWriter, r *http.Request) {
 	if b, ok := s.cfg.Store.(busyMarker); ok {
 		defer b.Busy()()

@@ -34,12 +34,16 @@ type bulkLogs struct {
 
 	mu    sync.Mutex
 	files map[uint64]struct{} // indices with a file in dir
+	// orphans are files whose stubs are deleted but which could not be
+	// removed; DeleteRange tries again, and the next open sweeps them.
+	orphans map[uint64]struct{}
 }
 
 var _ raft.LogStore = (*bulkLogs)(nil)
 
-// stubMagic starts every stub. 0xc1 is the one byte msgpack never uses,
-// so no command the FSM encodes can start with it.
+// stubMagic starts every stub. A command is a log.Type byte and then a
+// msgpack map, and no msgpack map starts with 'g', the second byte here;
+// a stub is also exactly stubLen bytes long.
 const stubMagic = "\xc1gh-bulk"
 
 const stubLen = len(stubMagic) + 8 + 4 // magic, data length, CRC-32C
@@ -53,7 +57,8 @@ func openBulkLogs(store raft.LogStore, dir string, threshold int) (*bulkLogs, er
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create bulk log dir: %w", err)
 	}
-	b := &bulkLogs{store: store, dir: dir, threshold: threshold, files: map[uint64]struct{}{}}
+	b := &bulkLogs{store: store, dir: dir, threshold: threshold, files: map[uint64]struct{}{},
+		orphans: map[uint64]struct{}{}}
 	names, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("list bulk log dir: %w", err)
@@ -61,9 +66,17 @@ func openBulkLogs(store raft.LogStore, dir string, threshold int) (*bulkLogs, er
 	for _, de := range names {
 		name := de.Name()
 		index, ok := parseBulkName(name)
-		if ok && b.stubAt(index) {
-			b.files[index] = struct{}{}
-			continue
+		if ok {
+			stub, err := b.stubAt(index)
+			if err != nil {
+				// Not knowing is no reason to delete a committed
+				// entry's data.
+				return nil, fmt.Errorf("check bulk log file %s: %w", name, err)
+			}
+			if stub {
+				b.files[index] = struct{}{}
+				continue
+			}
 		}
 		if err := os.Remove(filepath.Join(dir, name)); err != nil {
 			return nil, fmt.Errorf("remove stray bulk log file: %w", err)
@@ -73,13 +86,17 @@ func openBulkLogs(store raft.LogStore, dir string, threshold int) (*bulkLogs, er
 	return b, nil
 }
 
-// stubAt reports whether the store holds a stub at index.
-func (b *bulkLogs) stubAt(index uint64) bool {
+// stubAt reports whether the store holds a stub at index; an entry that
+// is not there is no stub, any other failure is an error.
+func (b *bulkLogs) stubAt(index uint64) (bool, error) {
 	var l raft.Log
 	if err := b.store.GetLog(index, &l); err != nil {
-		return false
+		if errors.Is(err, raft.ErrLogNotFound) {
+			return false, nil
+		}
+		return false, err
 	}
-	return l.Type == raft.LogCommand && isStub(l.Data)
+	return l.Type == raft.LogCommand && isStub(l.Data), nil
 }
 
 func bulkName(index uint64) string { return fmt.Sprintf("%020d.entry", index) }
@@ -124,6 +141,14 @@ func (b *bulkLogs) GetLog(index uint64, l *raft.Log) error {
 	size := binary.BigEndian.Uint64(l.Data[len(stubMagic):])
 	sum := binary.BigEndian.Uint32(l.Data[len(stubMagic)+8:])
 	data, err := os.ReadFile(filepath.Join(b.dir, bulkName(index)))
+	if errors.Is(err, os.ErrNotExist) {
+		// Compaction may have removed stub and file between the two
+		// reads: Raft must see a missing entry as missing (it then
+		// sends a snapshot), not as a failure.
+		if stub, serr := b.stubAt(index); serr == nil && !stub {
+			return raft.ErrLogNotFound
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("read raft entry %d: %w", index, err)
 	}
@@ -149,6 +174,12 @@ func (b *bulkLogs) StoreLogs(logs []*raft.Log) error {
 		if err := b.writeFile(l.Index, l.Data); err != nil {
 			return err
 		}
+		// Tracked at once, so that a failure later in the batch leaves
+		// no file DeleteRange does not know of.
+		b.mu.Lock()
+		b.files[l.Index] = struct{}{}
+		delete(b.orphans, l.Index)
+		b.mu.Unlock()
 		wrote = append(wrote, l.Index)
 		if len(wrote) == 1 {
 			out = append([]*raft.Log(nil), logs...)
@@ -161,11 +192,6 @@ func (b *bulkLogs) StoreLogs(logs []*raft.Log) error {
 		if err := syncDir(b.dir); err != nil {
 			return err
 		}
-		b.mu.Lock()
-		for _, index := range wrote {
-			b.files[index] = struct{}{}
-		}
-		b.mu.Unlock()
 	}
 	return b.store.StoreLogs(out)
 }
@@ -208,26 +234,28 @@ func syncDir(dir string) error {
 
 // DeleteRange removes the stubs first and the files after, so a crash in
 // between leaves files without stubs (removed on the next open), never a
-// stub without its file.
+// stub without its file. Once the stubs are gone the entries are, so a
+// file that cannot be removed is logged and left for later, not reported:
+// Raft would take the error to mean the entries are still there.
 func (b *bulkLogs) DeleteRange(min, max uint64) error {
 	if err := b.store.DeleteRange(min, max); err != nil {
 		return err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var errs []error
 	for index := range b.files {
-		if index < min || index > max {
-			continue
+		if index >= min && index <= max {
+			delete(b.files, index)
+			b.orphans[index] = struct{}{}
 		}
-		if err := os.Remove(filepath.Join(b.dir, bulkName(index))); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-			continue
-		}
-		delete(b.files, index)
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("delete raft entries %d–%d: %w", min, max, err)
+	for index := range b.orphans {
+		err := os.Remove(filepath.Join(b.dir, bulkName(index)))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			slog.Warn("remove raft bulk file (retried later)", "index", index, "err", err)
+			continue
+		}
+		delete(b.orphans, index)
 	}
 	return nil
 }

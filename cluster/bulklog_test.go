@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -179,4 +180,59 @@ func TestBulkLogsKeepSmallAppendsSmallAfterALargeEntry(t *testing.T) {
 func pageAlloc(store *raftboltdb.BoltStore) int64 {
 	stats := store.Stats()
 	return stats.TxStats.GetPageAlloc()
+}
+
+// Once DeleteRange has dropped the stubs the entries are gone, whatever
+// happens to their files: an unremovable file is not an error (Raft
+// would take it to mean the entries are still there) and is removed on a
+// later call.
+func TestBulkLogsDeleteRangeOutlivesAFileThatWillNotGo(t *testing.T) {
+	dir := t.TempDir()
+	b, store := openTestBulk(t, dir)
+	defer store.Close()
+	if err := b.StoreLogs([]*raft.Log{entry(1, 5000), entry(2, 10)}); err != nil {
+		t.Fatal(err)
+	}
+	// A non-empty directory in the file's place: os.Remove fails on it,
+	// even for root.
+	path := filepath.Join(dir, "bulk", bulkName(1))
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(path, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DeleteRange(1, 1); err != nil {
+		t.Fatalf("DeleteRange after its stubs were deleted: %v", err)
+	}
+	var l raft.Log
+	if err := b.GetLog(1, &l); !errors.Is(err, raft.ErrLogNotFound) {
+		t.Fatalf("entry 1 after DeleteRange: %v", err)
+	}
+	if err := os.Remove(filepath.Join(path, "x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DeleteRange(2, 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the file left behind was not removed by the next DeleteRange: %v", err)
+	}
+}
+
+// A stub whose file is gone is an error, never an empty entry.
+func TestBulkLogsStubWithoutItsFileIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	b, store := openTestBulk(t, dir)
+	defer store.Close()
+	if err := b.StoreLog(entry(1, 5000)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "bulk", bulkName(1))); err != nil {
+		t.Fatal(err)
+	}
+	var l raft.Log
+	if err := b.GetLog(1, &l); err == nil || errors.Is(err, raft.ErrLogNotFound) {
+		t.Fatalf("GetLog of a stub without its file: %v", err)
+	}
 }

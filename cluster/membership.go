@@ -229,6 +229,26 @@ func (n *Node) self() fsm.Member {
 	return self
 }
 
+// registered reports whether the state holds this node's current record.
+// While a leader from before Member.Snapshot leads (a rolling upgrade),
+// the snapshot version is left out: that leader drops the field from
+// what it applies, and the record would be posted again every tick.
+func (n *Node) registered() bool {
+	members := n.machine.State().Members()
+	cur, ok := members[n.cfg.NodeID]
+	if !ok {
+		return false
+	}
+	self := n.self()
+	if !n.IsLeader() {
+		leader, _ := n.Leader()
+		if lm, ok := members[leader]; ok && lm.Snapshot == 0 {
+			cur.Snapshot = self.Snapshot
+		}
+	}
+	return cur == self
+}
+
 // WaitRegistered blocks (bounded by ctx) until this node's addresses are
 // in the replicated state. Serving only after that keeps the member event
 // from landing in the middle of a client's first writes, and lets the
@@ -237,7 +257,7 @@ func (n *Node) WaitRegistered(ctx context.Context) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {
-		if cur, ok := n.machine.State().Members()[n.cfg.NodeID]; ok && cur == n.self() {
+		if n.registered() {
 			return nil
 		}
 		select {
@@ -254,10 +274,10 @@ func (n *Node) register() {
 	if n.IsLeader() && len(n.machine.State().Salt()) == 0 {
 		n.chooseSalt()
 	}
-	self := n.self()
-	if cur, ok := n.machine.State().Members()[self.ID]; ok && cur == self {
+	if n.registered() {
 		return
 	}
+	self := n.self()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if n.IsLeader() {

@@ -260,10 +260,14 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx) {
 // responsePhases applies plugin response headers and runs the header and
 // body filters of the plugins that ran.
 func (p *Proxy) responsePhases(rs *reqState, pc *plugins.Context) {
-	var vb [32]byte
+	var vb [20]byte // an int64's digits
 	hs := pc.ResponseHeaders()
 	for i := range hs {
-		rs.resp.resp.Header.SetBytesV(hs[i].Name, hs[i].AppendValue(vb[:0]))
+		if hs[i].IsInt {
+			rs.resp.resp.Header.SetBytesV(hs[i].Name, hs[i].AppendValue(vb[:0]))
+		} else {
+			rs.resp.resp.Header.Set(hs[i].Name, hs[i].Value)
+		}
 	}
 	for _, pl := range rs.ran {
 		pc.Plugin = pl

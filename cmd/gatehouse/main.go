@@ -535,18 +535,23 @@ func startupProfile(path string) func() {
 		return func() {}
 	}
 	f, err := os.Create(path)
-	if err == nil {
-		err = pprof.StartCPUProfile(f)
-	}
 	if err != nil {
 		slog.Warn("startup profile", "err", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		slog.Warn("startup profile", "err", err)
+		f.Close()
+		os.Remove(path)
 		return func() {}
 	}
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			pprof.StopCPUProfile()
-			f.Close()
+			if err := f.Close(); err != nil {
+				slog.Warn("startup profile", "err", err)
+			}
 		})
 	}
 }
