@@ -234,17 +234,22 @@ func (n *Node) self() fsm.Member {
 // the snapshot version is left out: that leader drops the field from
 // what it applies, and the record would be posted again every tick.
 func (n *Node) registered() bool {
-	members := n.machine.State().Members()
-	cur, ok := members[n.cfg.NodeID]
+	leader := ""
+	if !n.IsLeader() {
+		leader, _ = n.Leader()
+	}
+	return isRegistered(n.machine.State().Members(), n.self(), leader)
+}
+
+// isRegistered is registered for a state's members, this node's record
+// and the leader's id ("" when this node leads).
+func isRegistered(members map[string]fsm.Member, self fsm.Member, leader string) bool {
+	cur, ok := members[self.ID]
 	if !ok {
 		return false
 	}
-	self := n.self()
-	if !n.IsLeader() {
-		leader, _ := n.Leader()
-		if lm, ok := members[leader]; ok && lm.Snapshot == 0 {
-			cur.Snapshot = self.Snapshot
-		}
+	if lm, ok := members[leader]; ok && leader != "" && lm.Snapshot == 0 {
+		cur.Snapshot = self.Snapshot
 	}
 	return cur == self
 }
