@@ -76,9 +76,12 @@ type Node struct {
 	wg       sync.WaitGroup
 }
 
+// raftDir holds the Raft log (raft.db), its bulk files and snapshots.
+func raftDir(dataDir string) string { return filepath.Join(dataDir, "raft") }
+
 // HasState reports whether dataDir already holds a node's Raft log.
 func HasState(dataDir string) bool {
-	_, err := os.Stat(filepath.Join(dataDir, "raft", "raft.db"))
+	_, err := os.Stat(filepath.Join(raftDir(dataDir), "raft.db"))
 	return err == nil
 }
 
@@ -89,7 +92,7 @@ func Open(cfg Config, m *fsm.Machine) (*Node, error) {
 	if cfg.LeaderWait == 0 {
 		cfg.LeaderWait = 5 * time.Second
 	}
-	dir := filepath.Join(cfg.DataDir, "raft")
+	dir := raftDir(cfg.DataDir)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create raft dir: %w", err)
 	}

@@ -2,7 +2,6 @@ package fsm
 
 import (
 	"slices"
-	"unique"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -81,9 +80,7 @@ func restoredFast(r snapEntityRaw) (ik indexKeys, ok bool) {
 	}
 	e.enc = r.Data
 	e.hash = entityHash(e)
-	for _, t := range tags {
-		e.tags = append(e.tags, unique.Make(t).Value())
-	}
+	e.tags = internTags(tags)
 	ik.e, ik.entity = e, k(e.Kind, e.ID)
 	return ik, true
 }

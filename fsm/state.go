@@ -98,11 +98,18 @@ func (e *Entity) seal() {
 	if e.enc == nil {
 		e.enc = canonical(e.data)
 	}
-	e.tags = nil
-	for _, t := range strs(e.data, "tags") {
-		e.tags = append(e.tags, unique.Make(t).Value())
-	}
+	e.tags = internTags(strs(e.data, "tags"))
 	e.data = nil
+}
+
+// internTags returns tags as the process's one copy of each string (nil
+// for none): a tag is shared by many entities.
+func internTags(tags []string) []string {
+	var out []string
+	for _, t := range tags {
+		out = append(out, unique.Make(t).Value())
+	}
+	return out
 }
 
 // State is an immutable configuration snapshot. Its indexes are
