@@ -82,6 +82,9 @@ type Config struct {
 	// Metrics serves /metrics (the prometheus plugin's) on the Admin
 	// and Status APIs; optional.
 	Metrics http.Handler
+	// WriteTimeout is the server's write timeout, which a bulk write's
+	// answer gets afresh once its work is done (default 60 s).
+	WriteTimeout time.Duration
 }
 
 // Server is the Admin API handler.
@@ -98,6 +101,9 @@ func New(cfg Config) *Server {
 	if cfg.MaxBody == 0 {
 		cfg.MaxBody = 8 << 20
 	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = 60 * time.Second
+	}
 	s := &Server{cfg: cfg, router: mux.NewRouter()}
 	s.hostname, _ = osHostname()
 	s.routes()
@@ -111,6 +117,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Server", "kong/"+KongVersion)
 	h.Set("Access-Control-Allow-Origin", "*")
 	lw := &latencyWriter{ResponseWriter: w, start: start, store: s.cfg.Store}
+	if r.Method == "POST" && commitBound(r.URL.Path) == bulkCommitTimeout {
+		// The server's write deadline counts from the request's headers.
+		// A bulk write's work grows with its body and is bounded on its
+		// own (bulkCommitTimeout), so on a busy node a large document
+		// was cut off after it had applied, and the client saw the
+		// connection close instead of the answer. The deadline is lifted
+		// for the work and set again, for the answer, when it starts.
+		lw.rc, lw.answer = http.NewResponseController(w), s.cfg.WriteTimeout
+		_ = lw.rc.SetWriteDeadline(time.Time{})
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			slog.Error("admin handler panic", "panic", v, "path", r.URL.Path)
@@ -142,6 +158,10 @@ type latencyWriter struct {
 	start   time.Time
 	store   Store
 	written bool
+	// rc, when set, re-arms the write deadline, answer from now, once
+	// the answer starts.
+	rc     *http.ResponseController
+	answer time.Duration
 }
 
 func (w *latencyWriter) WriteHeader(code int) {
@@ -149,6 +169,9 @@ func (w *latencyWriter) WriteHeader(code int) {
 		return
 	}
 	w.written = true
+	if w.rc != nil {
+		_ = w.rc.SetWriteDeadline(time.Now().Add(w.answer))
+	}
 	h := w.Header()
 	if h.Get("X-Kong-Admin-Latency") == "" {
 		h.Set("X-Kong-Admin-Latency", strconv.FormatInt(time.Since(w.start).Milliseconds(), 10))
@@ -158,6 +181,10 @@ func (w *latencyWriter) WriteHeader(code int) {
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets handlers reach the connection through
+// http.ResponseController (a backup lifts its write deadline).
+func (w *latencyWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *latencyWriter) Write(b []byte) (int, error) {
 	if !w.written {

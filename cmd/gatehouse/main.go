@@ -132,6 +132,8 @@ func runCommand() *cli.Command {
 			flag("admin-auth", "auto", "admin API authentication: on, off, or auto (on unless the admin listener is loopback)"),
 			&cli.BoolFlag{Name: "i-know-admin-is-open", EnvVars: []string{"GATEHOUSE_I_KNOW_ADMIN_IS_OPEN"},
 				Usage: "allow --admin-auth=off on a non-loopback admin listener"},
+			&cli.DurationFlag{Name: "admin-write-timeout", Value: 60 * time.Second, EnvVars: []string{"GATEHOUSE_ADMIN_WRITE_TIMEOUT"},
+				Usage: "time the Admin API has to answer a request; bulk writes (POST /config, restores) get it afresh for their answer once applied"},
 			&cli.DurationFlag{Name: "proxy-read-timeout", Value: 60 * time.Second, EnvVars: []string{"GATEHOUSE_PROXY_READ_TIMEOUT"},
 				Usage: "time a client may take to send a whole request to the proxy"},
 			flag("cluster-tls-cert", "", "PEM certificate for mutual TLS between nodes (Raft)"),
@@ -150,8 +152,8 @@ func runCommand() *cli.Command {
 				snapshotThreshold: c.Uint64("raft-snapshot-threshold"), snapshotBytes: c.Int64("raft-snapshot-bytes"),
 				adminAuth: c.String("admin-auth"), iKnowOpen: c.Bool("i-know-admin-is-open"),
 				adminToken:       c.String("admin-token"),
-				proxyReadTimeout: c.Duration("proxy-read-timeout"),
-				gossip:           c.String("gossip-listen"), gossipKey: c.String("gossip-key"),
+				proxyReadTimeout: c.Duration("proxy-read-timeout"), adminWriteTimeout: c.Duration("admin-write-timeout"),
+				gossip: c.String("gossip-listen"), gossipKey: c.String("gossip-key"),
 				maxCounters: c.Int("rate-limit-max-counters"), startupProfile: c.String("startup-profile"),
 				tls: cluster.TLSFiles{Cert: c.String("cluster-tls-cert"), Key: c.String("cluster-tls-key"),
 					CA: c.String("cluster-ca")},
@@ -170,7 +172,7 @@ type runConfig struct {
 	adminAuth, adminToken                          string
 	iKnowOpen                                      bool
 	tls                                            cluster.TLSFiles
-	proxyReadTimeout                               time.Duration
+	proxyReadTimeout, adminWriteTimeout            time.Duration
 	gossip, gossipKey                              string
 	maxCounters                                    int
 	startupProfile                                 string
@@ -375,11 +377,13 @@ func run(ctx context.Context, cfg runConfig) error {
 		RateLimits: rateLimits{self: cfg.nodeID}, Gossip: gossipStatus(gsp, counters), Metrics: metrics.Handler(),
 		Settings: map[string]any{"admin_listen": []string{cfg.admin}, "proxy_listen": proxyListen(cfg),
 			"status_listen": []string{cfg.status}, "cluster_listen": cfg.cluster, "prefix": cfg.dataDir},
+		WriteTimeout: cfg.adminWriteTimeout,
 	})
 	// Bounded reads so a slow or stalled client cannot hold a handler;
-	// the write bound covers the longest forwarded write (10 s) with room.
+	// the write bound covers an entity write's commit (8 s) with room,
+	// and bulk writes re-arm it for their answer (admin.Config).
 	adminSrv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
-		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
+		WriteTimeout: cfg.adminWriteTimeout, IdleTimeout: 120 * time.Second}
 	statusSrv := &http.Server{Handler: api.StatusAPI(node.Ready), ReadHeaderTimeout: 10 * time.Second}
 
 	bctx, bcancel := context.WithCancel(ctx)

@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -106,4 +109,43 @@ func TestSlowClientIsCutOff(t *testing.T) {
 	if !strings.HasPrefix(string(b), "HTTP/1.1 408") {
 		t.Fatalf("want a 408 before the close, got %q", b)
 	}
+}
+
+// The admin write timeout bounds answers, not work: with a timeout far
+// below what a large declarative document takes to apply, and a backup to
+// stream, both are still answered whole.
+func TestBulkWritesOutlastTheAdminWriteTimeout(t *testing.T) {
+	const timeout, consumers = 200 * time.Millisecond, 10_000
+	n := harness.Start(t, harness.Options{NodeID: "slow-bulk", Args: []string{"--admin-write-timeout", timeout.String()}})
+	var doc strings.Builder
+	doc.WriteString(`{"_format_version":"3.0","consumers":[`)
+	for i := range consumers {
+		if i > 0 {
+			doc.WriteByte(',')
+		}
+		fmt.Fprintf(&doc, `{"username":"c%d","keyauth_credentials":[{"key":"k%d"}]}`, i, i)
+	}
+	doc.WriteString(`]}`)
+	start := time.Now()
+	r := harness.Do(t, harness.Request{Method: http.MethodPost, URL: n.Admin("/config"),
+		Body: []byte(doc.String()), ContentType: "application/json"})
+	took := time.Since(start)
+	harness.ExpectStatus(t, r, http.StatusCreated)
+	var out struct {
+		Consumers []map[string]any `json:"consumers"`
+	}
+	r.Decode(t, &out)
+	if len(out.Consumers) != consumers {
+		t.Fatalf("the answer lists %d consumers, want %d", len(out.Consumers), consumers)
+	}
+	if took < timeout {
+		t.Logf("the load took %v, under the %v timeout: this run did not exercise it", took, timeout)
+	}
+
+	file := t.TempDir() + "/slow.backup"
+	start = time.Now()
+	if out, err := exec.Command(harness.Binary(t), "backup", "--admin", n.AdminURL, "--out", file).CombinedOutput(); err != nil {
+		t.Fatalf("backup: %v\n%s", err, out)
+	}
+	t.Logf("load %v, backup %v", took, time.Since(start))
 }
