@@ -558,3 +558,81 @@ func TestSortInHalvesSorts(t *testing.T) {
 		}
 	}
 }
+
+// A batch's commands see the writes of the commands before them, and the
+// state it started from stays as it was: a consumer created earlier in
+// the batch is found by username, an expired key passes to a new
+// credential, and a consumer renamed frees its name for the next command.
+func TestBatchCommandsSeeEarlierWrites(t *testing.T) {
+	f := &Fold{Plugins: testPlugins{}}
+	const t0 = 1_700_000_000_000_000_000
+	base, _, err := f.ApplyAll(Empty(), 1, t0, []*Command{
+		{Op: "create", Kind: Consumers, NewID: id1, Body: map[string]any{"username": "alice"}},
+		{Op: "create", Kind: KeyAuths, NewID: id2, Body: map[string]any{"key": "shared", "ttl": 1.0,
+			"consumer": map[string]any{"id": id1}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id4 = "44444444-4444-4444-8444-444444444444"
+	next, changes, err := f.ApplyAll(base, 2, t0+5e9, []*Command{
+		{Op: "update", Kind: Consumers, Key: "alice", Body: map[string]any{"username": "alice-old"}},
+		{Op: "create", Kind: Consumers, NewID: id3, Body: map[string]any{"username": "alice"}},
+		{Op: "create", Kind: KeyAuths, NewID: id4, Body: map[string]any{"key": "shared",
+			"consumer": map[string]any{"username": "alice"}}},
+	})
+	if err != nil {
+		t.Fatalf("batch: %v (%v)", err, err.Fields)
+	}
+	if e := next.FindUnique(KeyAuths, "key", "shared"); e == nil || e.ID != id4 || ref(e.Data(), "consumer") != id3 {
+		t.Fatalf("key shared is held by %v, want the new credential of the new alice", e)
+	}
+	if next.Get(KeyAuths, id2) != nil {
+		t.Fatal("the expired credential is still there")
+	}
+	if e := next.FindUnique(Consumers, "username", "alice-old"); e == nil || e.ID != id1 {
+		t.Fatal("the renamed consumer is not found by its new name")
+	}
+	if len(changes) != 4 { // rename, create, expiry, create
+		t.Fatalf("%d changes, want 4", len(changes))
+	}
+	if e := base.FindUnique(KeyAuths, "key", "shared"); e == nil || e.ID != id2 {
+		t.Fatal("the base state lost its credential")
+	}
+	if e := base.FindUnique(Consumers, "username", "alice"); e == nil || e.ID != id1 {
+		t.Fatal("the base state lost alice")
+	}
+}
+
+// BenchmarkBulkFold folds one declarative batch, 10,000 consumers each
+// with a key, into a state that already holds 200,000 of each: the shape
+// of a bulk load's later batches.
+func BenchmarkBulkFold(b *testing.B) {
+	f := &Fold{Plugins: testPlugins{}}
+	batch := func(lo, hi int) []*Command {
+		cmds := make([]*Command, 0, 2*(hi-lo))
+		for i := lo; i < hi; i++ {
+			id := fmt.Sprintf("%08x-0000-4000-8000-%012x", rand.Uint32(), i)
+			cmds = append(cmds, &Command{Op: "upsert", Kind: Consumers, Key: id, NewID: id,
+				Body: map[string]any{"username": fmt.Sprintf("c%d", i)}})
+			kid := fmt.Sprintf("%08x-0000-4000-8001-%012x", rand.Uint32(), i)
+			cmds = append(cmds, &Command{Op: "upsert", Kind: KeyAuths, Key: kid, NewID: kid,
+				Body: map[string]any{"key": fmt.Sprintf("k%d", i), "consumer": map[string]any{"id": id}}})
+		}
+		return cmds
+	}
+	base := Empty()
+	for lo := 0; lo < 200_000; lo += 50_000 {
+		var err *Error
+		if base, _, err = f.ApplyAll(base, base.Index+1, 1_700_000_000_000_000_000, batch(lo, lo+50_000)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cmds := batch(200_000, 210_000)
+	b.ResetTimer()
+	for range b.N {
+		if _, _, err := f.ApplyAll(base, base.Index+1, 1_700_000_000_000_000_000, cmds); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
