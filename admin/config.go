@@ -86,7 +86,15 @@ func (s *Server) configApply(w http.ResponseWriter, r *http.Request) {
 		id := it.Data["id"].(string)
 		cmds = append(cmds, &fsm.Command{Op: log.OpUpsert, Kind: it.Kind, Key: id, NewID: id, Body: b})
 	}
-	_, changes, at, ferr := s.cfg.Store.Fold().ApplyAllAt(cur, cur.Index, now, cmds)
+	// Checked by folding the payload itself: the machine keeps the result
+	// for when that event is applied to this state.
+	payload, err := fsm.EncodeBatch(cmds)
+	if err != nil {
+		message(w, 500, "An unexpected error occurred")
+		return
+	}
+	changes, at, ferr, release := s.cfg.Store.PlanBatch(cur, now, payload)
+	defer release()
 	if ferr != nil {
 		if at >= dels {
 			it := items[at-dels]
@@ -108,13 +116,21 @@ func (s *Server) configApply(w http.ResponseWriter, r *http.Request) {
 			same[c.Kind+"\x00"+c.ID] = true
 		}
 	}
-	kept := cmds[:0]
+	kept := make([]*fsm.Command, 0, len(cmds))
 	for _, c := range cmds {
 		if c.Op == log.OpDelete || !same[c.Kind+"\x00"+c.Key] {
 			kept = append(kept, c)
 		}
 	}
-	cmds = kept
+	if len(kept) < len(cmds) {
+		// The plan was for the whole document, this is another payload.
+		release()
+		cmds = kept
+		if payload, err = fsm.EncodeBatch(cmds); err != nil {
+			message(w, 500, "An unexpected error occurred")
+			return
+		}
+	}
 	if q := r.URL.Query().Get("dry_run"); q == "1" || q == "true" {
 		// What applying would do, entity by entity (gatehouse config diff).
 		var plan []any
@@ -147,11 +163,6 @@ func (s *Server) configApply(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Gatehouse-Config-Hash", hex.EncodeToString(hash[:16]))
 	index := cur.Index
 	if len(cmds) > 0 {
-		payload, err := fsm.EncodeBatch(cmds)
-		if err != nil {
-			message(w, 500, "An unexpected error occurred")
-			return
-		}
 		res, ok := s.appendRequestEvent(w, r, &log.Event{Type: log.TypeBatch, Time: now, Op: "config",
 			Entity: "config", Payload: payload})
 		if !ok {

@@ -41,6 +41,7 @@ type Store interface {
 	IndexAt(unixNano int64) (uint64, error)
 	Parts(s *fsm.State) fsm.Parts
 	PlanRestore(cur, past *fsm.State) ([]byte, int, error)
+	PlanBatch(base *fsm.State, now int64, payload []byte) (changes []fsm.Change, at int, err *fsm.Error, release func())
 }
 
 // Appender appends an encoded event and returns the fold's result once it

@@ -65,6 +65,7 @@ type Machine struct {
 	fromStart bool
 
 	collect collector // after bulk changes (collect.go)
+	plans   batchPlans
 }
 
 // New creates a machine over history with the given plugin registry.
@@ -285,9 +286,19 @@ func (m *Machine) applyEvent(s *State, ev *log.Event, audit bool) (*Result, *log
 		}
 		return res, rec, next, changes
 	}
-	cmds, err := decodeCommands(ev)
 	var next *State
 	var changes []Change
+	if ev.Type == log.TypeBatch {
+		if p := m.plannedBatch(s, ev); p != nil {
+			next, changes = withIndex(p.next, en.Index), p.changes
+			res.Entity = lastWritten(changes, p.lastKind)
+			if audit {
+				rec.Changes = auditChanges(changes, s.salt)
+			}
+			return res, rec, next, changes
+		}
+	}
+	cmds, err := decodeCommands(ev)
 	var ferr *Error
 	if err != nil {
 		ferr = &Error{Status: 400, Message: err.Error()}
@@ -302,18 +313,25 @@ func (m *Machine) applyEvent(s *State, ev *log.Event, audit bool) (*Result, *log
 		rec.Error = redactMessage(ferr.Message, cmds, s.salt)
 		return res, rec, withIndex(s, en.Index), nil
 	}
-	// The entity the (last) command wrote: a command may also write
-	// others (a certificate's SNIs, an expired credential freed).
-	for i := len(changes) - 1; i >= 0; i-- {
-		if c := changes[i]; c.After != nil && c.Kind == cmds[len(cmds)-1].Kind {
-			res.Entity = c.After
-			break
-		}
+	if len(cmds) > 0 {
+		res.Entity = lastWritten(changes, cmds[len(cmds)-1].Kind)
 	}
 	if audit {
 		rec.Changes = auditChanges(changes, s.salt)
 	}
 	return res, rec, next, changes
+}
+
+// lastWritten is the entity the last command, of kind, wrote: a command
+// may also write others (a certificate's SNIs, an expired credential
+// freed).
+func lastWritten(changes []Change, kind string) *Entity {
+	for i := len(changes) - 1; i >= 0; i-- {
+		if c := changes[i]; c.After != nil && c.Kind == kind {
+			return c.After
+		}
+	}
+	return nil
 }
 
 // redactMessage replaces, in an error recorded in the history, every
