@@ -9,7 +9,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -195,7 +194,7 @@ func (w *latencyWriter) Write(b []byte) (int, error) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
+	b, err := log.AppendJSON(nil, v)
 	if err != nil {
 		status = 500
 		b = []byte(`{"message":"An unexpected error occurred"}`)

@@ -3,7 +3,6 @@ package log
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"time"
 )
 
@@ -62,7 +61,7 @@ func RowOf(r *Record) Row {
 // without the hash itself. Anyone can recompute it from an export.
 func (row Row) ComputeHash() string {
 	row.Hash = ""
-	b, _ := json.Marshal(row)
+	b, _ := AppendJSON(nil, row)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
