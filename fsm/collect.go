@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/gatehouse-gw/gatehouse/log"
 )
 
 // A bulk change (a declarative config, a consumer batch, a restore or a
@@ -18,6 +20,10 @@ import (
 // cores at 3 GB). So once bulk work has stopped for a moment, the machine
 // collects at once and returns the freed memory to the OS; the next
 // cycle is then a live heap's worth of allocation away.
+//
+// The same moment releases the history file's pages that the bulk
+// commits mapped into the resident set (log.History.ReleaseMapped; a
+// snapshot's dump of the history releases its own).
 //
 // "Stopped" has to see the whole of a load: between two consumer batches
 // the machine is idle while the leader validates the next one, so that
@@ -36,6 +42,7 @@ type collector struct {
 	pending bool // bulk changes not yet collected
 	timer   *time.Timer
 	runs    atomic.Int64 // collections made, for the test
+	history *log.History // its mapped pages are released too (nil in tests)
 }
 
 // Busy marks a bulk operation outside the machine (a declarative load's
@@ -90,6 +97,11 @@ func (c *collector) fire() {
 	c.runs.Add(1)
 	t0 := time.Now()
 	debug.FreeOSMemory()
+	if c.history != nil {
+		if err := c.history.ReleaseMapped(); err != nil {
+			slog.Warn("history pages not released", "err", err)
+		}
+	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	slog.Info("collected after bulk changes", "took", time.Since(t0).Round(time.Millisecond),

@@ -75,6 +75,7 @@ func New(history *log.History, plugins PluginRegistry) *Machine {
 	m.warmDone = make(chan struct{})
 	close(m.warmDone)
 	m.fromStart = true
+	m.collect.history = history
 	return m
 }
 
@@ -610,6 +611,11 @@ func (p Parts) HistorySize() (int64, int, error) { return p.m.history.DumpSize(p
 func (p Parts) WriteHistory(w io.Writer) (int, error) {
 	hw := bufio.NewWriterSize(w, 256<<10)
 	n, err := p.m.history.Dump(hw, p.s.Index)
+	// The dump mapped the whole history into the resident set; those
+	// pages are the page cache's, not the node's.
+	if rerr := p.m.history.ReleaseMapped(); rerr != nil {
+		slog.Warn("history pages not released", "err", rerr)
+	}
 	if err == nil {
 		err = hw.Flush()
 	}
