@@ -96,6 +96,11 @@ func (c *collector) fire() {
 	c.mu.Unlock()
 	c.runs.Add(1)
 	t0 := time.Now()
+	// Two cycles, not one: bbolt returns the page buffers of a large
+	// commit to a sync.Pool, which lets go of them only at the second
+	// collection after (a heap profile after loading 1,000,000 consumers
+	// held 507 MB of them).
+	runtime.GC()
 	debug.FreeOSMemory()
 	if c.history != nil {
 		if err := c.history.ReleaseMapped(); err != nil {

@@ -621,14 +621,18 @@ func BenchmarkBulkFold(b *testing.B) {
 		}
 		return cmds
 	}
+	size := 200_000
+	if testing.Short() {
+		size = 20_000
+	}
 	base := Empty()
-	for lo := 0; lo < 200_000; lo += 50_000 {
+	for lo := 0; lo < size; lo += 50_000 {
 		var err *Error
-		if base, _, err = f.ApplyAll(base, base.Index+1, 1_700_000_000_000_000_000, batch(lo, lo+50_000)); err != nil {
+		if base, _, err = f.ApplyAll(base, base.Index+1, 1_700_000_000_000_000_000, batch(lo, min(lo+50_000, size))); err != nil {
 			b.Fatal(err)
 		}
 	}
-	cmds := batch(200_000, 210_000)
+	cmds := batch(size, size+10_000)
 	b.ResetTimer()
 	for range b.N {
 		if _, _, err := f.ApplyAll(base, base.Index+1, 1_700_000_000_000_000_000, cmds); err != nil {
