@@ -678,8 +678,11 @@ func (t *txn) checkUnique(s *State, now int64, kind string, d map[string]any, ol
 		id, ok := s.unique.Get(key)
 		if ok && kind == KeyAuths {
 			// An expired credential no longer holds its key. Expiry is
-			// judged by the event's time, so every node agrees.
-			if e := s.Get(kind, id); e != nil && e.View.(*KeyAuth).Expired(now/1e9) {
+			// judged by the event's time, so every node agrees. The
+			// credential being rewritten is left to the replace: dropping
+			// it here too removed it twice (its hash twice, its child
+			// key for good).
+			if e := s.Get(kind, id); e != nil && e != old && e.View.(*KeyAuth).Expired(now/1e9) {
 				t.unindex(e)
 				t.changes = append(t.changes, Change{Kind: kind, ID: e.ID, Before: e})
 				ok = false

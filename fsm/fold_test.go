@@ -640,3 +640,38 @@ func BenchmarkBulkFold(b *testing.B) {
 		}
 	}
 }
+
+// Writing an expired credential again, by its id, replaces it once: the
+// state's hash is the one a restore computes from the entities, the
+// history shows one update, and the credential stays its consumer's.
+func TestRewritingAnExpiredCredentialReplacesItOnce(t *testing.T) {
+	m := testMachine(t)
+	const t0 = 1_700_000_000_000_000_000
+	for i, cmd := range []*Command{
+		{Op: "create", Kind: Consumers, NewID: id1, Body: map[string]any{"username": "alice"}},
+		{Op: "create", Kind: KeyAuths, NewID: id2, Body: map[string]any{"key": "k", "ttl": 1.0, "consumer": map[string]any{"id": id1}}},
+	} {
+		if res := applyCmd(m, uint64(i+1), t0, cmd); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	res := applyCmd(m, 3, t0+5e9, &Command{Op: "upsert", Kind: KeyAuths, Key: id2, NewID: id2,
+		Body: map[string]any{"key": "k", "consumer": map[string]any{"id": id1}}})
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if got, want := m.State().Hash(), roundTrip(t, m).State().Hash(); got != want {
+		t.Fatal("the folded hash differs from the restored one")
+	}
+	rec, err := m.History().Get(3)
+	if err != nil || len(rec.Changes) != 1 || rec.Changes[0].Op != "updated" {
+		t.Fatalf("history of the rewrite: %+v, %v", rec, err)
+	}
+	// The credential is still its consumer's: deleting her takes it too.
+	if res := applyCmd(m, 4, t0+6e9, &Command{Op: "delete", Kind: Consumers, Key: id1}); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	if m.State().Get(KeyAuths, id2) != nil {
+		t.Fatal("the credential outlived its consumer")
+	}
+}
