@@ -290,7 +290,7 @@ func (m *Machine) applyEvent(s *State, ev *log.Event, audit bool) (*Result, *log
 	var next *State
 	var changes []Change
 	if ev.Type == log.TypeBatch {
-		if p := m.plannedBatch(s, ev); p != nil {
+		if p := m.takePlan(s, ev); p != nil {
 			next, changes = withIndex(p.next, en.Index), p.changes
 			res.Entity = lastWritten(changes, p.lastKind)
 			if audit {

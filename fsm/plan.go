@@ -58,9 +58,9 @@ func (m *Machine) PlanBatch(base *State, now int64, payload []byte) (changes []C
 	}
 }
 
-// plannedBatch returns the plan for folding the batch ev into s, if one
-// was made for exactly that, and forgets it.
-func (m *Machine) plannedBatch(s *State, ev *log.Event) *plannedBatch {
+// takePlan returns the plan for folding the batch ev into s, if one was
+// made for exactly that, and forgets it.
+func (m *Machine) takePlan(s *State, ev *log.Event) *plannedBatch {
 	m.plans.mu.Lock()
 	defer m.plans.mu.Unlock()
 	p := m.plans.plan

@@ -157,15 +157,12 @@ func (r *renderer) object(b []byte, e *fsm.Entity, omit string, children []child
 			b = append(b, ']')
 			continue
 		}
-		if b, err = appendValue(b, d[k]); err != nil {
+		if b, err = log.AppendJSON(b, d[k]); err != nil {
 			return nil, err
 		}
 	}
 	return append(b, '}'), nil
 }
-
-// appendValue encodes v as encoding/json does (log.AppendJSON).
-func appendValue(b []byte, v any) ([]byte, error) { return log.AppendJSON(b, v) }
 
 // list renders the children of one kind that pass keep.
 func (r *renderer) list(parentKind, parentID, kind string, keep func(*fsm.Entity) bool,
