@@ -23,6 +23,7 @@ func main() {
 	routes := flag.Int("routes", 100_000, "routes to load")
 	consumers := flag.Int("consumers", 1_000_000, "consumers (each with a key-auth key) to load")
 	batch := flag.Int("batch", 100_000, "consumers per POST /config")
+	changes := flag.Int("route-changes", 1000, "route changes timed at full size (target 2)")
 	churn := flag.Duration("churn", 60*time.Second, "length of each churn run")
 	wrkTime := flag.Duration("wrk", 10*time.Second, "length of each throughput run")
 	smoke := flag.Bool("smoke", false, "a short run at a small size (make test)")
@@ -30,11 +31,11 @@ func main() {
 	proxyBench := flag.Bool("proxy-bench", false, "also run scripts/bench.sh (target 1) and the router benchmarks (target 2)")
 	flag.Parse()
 	if *smoke {
-		*routes, *consumers, *batch, *churn, *wrkTime = 1000, 2000, 1000, 2*time.Second, time.Second
+		*routes, *consumers, *batch, *changes, *churn, *wrkTime = 1000, 2000, 1000, 100, 2*time.Second, time.Second
 	}
 	res := &results{Started: time.Now().UTC().Format(time.RFC3339),
 		Machine: fmt.Sprintf("%d cores, %s", runtime.NumCPU(), runtime.Version())}
-	if err := run(res, *bin, *routes, *consumers, *batch, *churn, *wrkTime, *proxyBench); err != nil {
+	if err := run(res, *bin, *routes, *consumers, *batch, *changes, *churn, *wrkTime, *proxyBench); err != nil {
 		fmt.Fprintln(os.Stderr, "benchscale:", err)
 		os.Exit(1)
 	}
@@ -48,7 +49,7 @@ func main() {
 	}
 }
 
-func run(res *results, bin string, nRoutes, nConsumers, batch int, churn, wrkTime time.Duration, proxyBench bool) error {
+func run(res *results, bin string, nRoutes, nConsumers, batch, changes int, churn, wrkTime time.Duration, proxyBench bool) error {
 	dir, err := os.MkdirTemp("", "benchscale")
 	if err != nil {
 		return err
@@ -105,7 +106,8 @@ func run(res *results, bin string, nRoutes, nConsumers, batch int, churn, wrkTim
 	// Target 2 end to end: one route change at this size, ack to proxy.
 	n.settle()
 	stopProfile := n.profile("routechange", 3*time.Second)
-	res.RouteChange, err = routeChanges(n, 100)
+	// Enough changes that the p99 is not simply the slowest one.
+	res.RouteChange, err = routeChanges(n, changes)
 	stopProfile()
 	if err != nil {
 		return err

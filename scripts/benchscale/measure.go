@@ -30,7 +30,11 @@ func summarise(ds []time.Duration) latencies {
 	}
 	slices.Sort(ds)
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-	return latencies{N: len(ds), P50: ms(ds[len(ds)/2]), P99: ms(ds[(len(ds)*99)/100]), Max: ms(ds[len(ds)-1])}
+	// Nearest rank: the p-th percentile is the ceil(p·n)-th value. The
+	// index n·99/100 was one past it, so with 100 samples "p99" was the
+	// slowest of them.
+	rank := func(p int) int { return (len(ds)*p+99)/100 - 1 }
+	return latencies{N: len(ds), P50: ms(ds[rank(50)]), P99: ms(ds[rank(99)]), Max: ms(ds[len(ds)-1])}
 }
 
 // visible polls url until it answers want (and, when header is set, with
