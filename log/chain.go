@@ -59,9 +59,12 @@ func RowOf(r *Record) Row {
 
 // ComputeHash returns the chain hash of a row: SHA-256 of its JSON form
 // without the hash itself. Anyone can recompute it from an export.
-func (row Row) ComputeHash() string {
+func (row Row) ComputeHash() string { return row.computeHash(0) }
+
+// computeHash is ComputeHash with the JSON built in a buffer of size hint.
+func (row Row) computeHash(hint int) string {
 	row.Hash = ""
-	b, _ := AppendJSON(nil, row)
+	b, _ := AppendJSON(make([]byte, 0, hint), row)
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
