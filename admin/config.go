@@ -197,7 +197,7 @@ func (s *Server) configApply(w http.ResponseWriter, r *http.Request) {
 			out[it.Kind] = append(list, render(st, e))
 		}
 	}
-	writeJSON(w, 201, out)
+	writeJSONSized(w, 201, out, 320*len(items))
 }
 
 // checkFields is what is wrong with each item's own fields.

@@ -193,8 +193,12 @@ func (w *latencyWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := log.AppendJSON(nil, v)
+func writeJSON(w http.ResponseWriter, status int, v any) { writeJSONSized(w, status, v, 0) }
+
+// writeJSONSized is writeJSON for a large answer, encoded into a buffer of
+// the hinted size instead of one grown by doubling.
+func writeJSONSized(w http.ResponseWriter, status int, v any, hint int) {
+	b, err := log.AppendJSON(make([]byte, 0, hint), v)
 	if err != nil {
 		status = 500
 		b = []byte(`{"message":"An unexpected error occurred"}`)

@@ -420,7 +420,9 @@ func fixBody(c *Command) {
 func EncodeCommand(c *Command) ([]byte, error) { return msgpack.Marshal(c) }
 
 // EncodeBatch builds the payload of a batch event.
-func EncodeBatch(cmds []*Command) ([]byte, error) { return msgpack.Marshal(cmds) }
+func EncodeBatch(cmds []*Command) ([]byte, error) {
+	return log.AppendMsgpack(make([]byte, 0, 64+160*len(cmds)), cmds)
+}
 
 func (m *Machine) publish(u Update) {
 	m.state.Store(u.Next)

@@ -5,6 +5,7 @@
 package log
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -75,11 +76,28 @@ type Event struct {
 
 // Encode returns the type byte followed by the msgpack envelope.
 func Encode(e *Event) ([]byte, error) {
-	b, err := msgpack.Marshal(e)
+	b := make([]byte, 1, 256+len(e.Payload))
+	b[0] = byte(e.Type)
+	b, err := AppendMsgpack(b, e)
 	if err != nil {
 		return nil, fmt.Errorf("encode event: %w", err)
 	}
-	return append([]byte{byte(e.Type)}, b...), nil
+	return b, nil
+}
+
+// AppendMsgpack appends v's msgpack encoding (msgpack.Marshal's bytes) to
+// b. Given room, it writes in place: bulk events and their history records
+// are tens of megabytes, and Marshal grows its buffer by doubling, copying
+// everything so far each time.
+func AppendMsgpack(b []byte, v any) ([]byte, error) {
+	buf := bytes.NewBuffer(b)
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	enc.Reset(buf)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // Decode parses an encoded event. It returns ErrUnknownType for an unknown

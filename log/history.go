@@ -292,7 +292,7 @@ func (h *History) Commit(recs []*Record, versions []Version) error {
 			r.Hash = ""
 			hint := sizeHint(r)
 			r.Hash = RowOf(r).computeHash(hint)
-			v, err := encodeRecord(r, hint)
+			v, err := AppendMsgpack(make([]byte, 0, hint), r)
 			if err != nil {
 				return fmt.Errorf("encode history record %d: %w", r.Event.Index, err)
 			}
@@ -311,18 +311,6 @@ func (h *History) Commit(recs []*Record, versions []Version) error {
 // far, into fresh memory the kernel has to fault in.
 func sizeHint(r *Record) int {
 	return 1024 + len(r.Event.Payload) + 384*len(r.Changes)
-}
-
-// encodeRecord is msgpack.Marshal(r) into a buffer of the hinted size.
-func encodeRecord(r *Record, hint int) ([]byte, error) {
-	buf := bytes.NewBuffer(make([]byte, 0, hint))
-	enc := msgpack.GetEncoder()
-	defer msgpack.PutEncoder(enc)
-	enc.Reset(buf)
-	if err := enc.Encode(r); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }
 
 // prevHash is the hash of the record just before index i ("" for the
