@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -316,5 +317,33 @@ func TestLoadTakesTheSameRecordsEncodedDifferently(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// recordHash reads a chain hash from the record's last bytes, without
+// parsing what comes before (here made unparseable), and falls back to
+// parsing for any other tail.
+func TestRecordHashReadsTheTail(t *testing.T) {
+	hash := strings.Repeat("ab", 32)
+	big := []Change{{EntityType: "consumers", EntityID: "c", Op: "created", After: map[string]any{"username": "u"}}}
+	v, err := msgpack.Marshal(&Record{Event: Event{Index: 9, Payload: make([]byte, 100)}, Outcome: "applied", Changes: big, Hash: hash})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := recordHash(v); got != hash || err != nil {
+		t.Fatalf("recordHash = %q, %v", got, err)
+	}
+	broken := bytes.Clone(v)
+	for i := 1; i < len(broken)-80; i++ {
+		broken[i] = 0xc1 // never used by msgpack
+	}
+	if got, err := recordHash(broken); got != hash || err != nil {
+		t.Errorf("recordHash parsed the record: %q, %v", got, err)
+	}
+	for _, r := range []Record{{Event: Event{Index: 1}, Outcome: "applied"}, {Event: Event{Index: 2}, Hash: "short"}} {
+		v, _ := msgpack.Marshal(&r)
+		if got, err := recordHash(v); got != r.Hash || err != nil {
+			t.Errorf("recordHash of a record with hash %q = %q, %v", r.Hash, got, err)
+		}
 	}
 }
