@@ -17,17 +17,19 @@ type credentials struct {
 }
 
 func buildCredentials(s *fsm.State) *credentials {
-	keys, consumers := (*cow.Map[*fsm.Entity])(nil).Edit(), (*cow.Map[*fsm.Entity])(nil).Edit()
+	var keys *cow.Edit[*fsm.Entity]
 	// The two indexes are independent; at 1,000,000 consumers each is
 	// about a second of a restart, so they are built side by side.
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		keys = cow.Sized[*fsm.Entity](s.Count(fsm.KeyAuths))
 		s.Walk(fsm.KeyAuths, "", func(e *fsm.Entity) bool {
 			keys.Set(e.View.(*fsm.KeyAuth).Key, e)
 			return true
 		})
 	}()
+	consumers := cow.Sized[*fsm.Entity](s.Count(fsm.Consumers))
 	s.Walk(fsm.Consumers, "", func(e *fsm.Entity) bool {
 		consumers.Set(e.ID, e)
 		return true
