@@ -24,8 +24,9 @@ func mappedKB(t *testing.T, path string) int {
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		switch {
-		case len(fields) >= 6 && strings.Contains(fields[0], "-"):
-			in = fields[5] == path
+		case len(fields) >= 5 && strings.Contains(fields[0], "-"):
+			// A mapping's first line; an anonymous one has no path.
+			in = len(fields) >= 6 && fields[5] == path
 		case in && len(fields) >= 2 && fields[0] == "Rss:":
 			n, _ := strconv.Atoi(fields[1])
 			kb += n
