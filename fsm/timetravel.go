@@ -73,21 +73,28 @@ func metaVersionOf(s *State, index uint64) (log.Version, error) {
 	return log.Version{Kind: metaKind, Index: index, Value: b}, nil
 }
 
+// versionRunAbove is how many changes make an event's versions a run of
+// their own. Runs are merged on every time-travel scan, so they are for
+// the rare large event: a variable for the test.
+var versionRunAbove = bulkChanges
+
 // versionsOf lists the versions one event made: the entities it changed
 // (a batch that changes one twice leaves the last), and the metadata if
 // the event was of a kind that changes it.
 func versionsOf(ev *log.Event, next *State, changes []Change, out []log.Version) ([]log.Version, error) {
-	restored := ev.Type == log.TypeRestore
+	// A restore's or a bulk batch's versions are stored as a run of their
+	// own (log.Version.ByIndex).
+	byIndex := ev.Type == log.TypeRestore || len(changes) >= versionRunAbove
 	for _, c := range changes {
 		if c.After == nil {
-			out = append(out, log.Version{Kind: c.Kind, ID: c.ID, Index: ev.Index, Restored: restored})
+			out = append(out, log.Version{Kind: c.Kind, ID: c.ID, Index: ev.Index, ByIndex: byIndex})
 			continue
 		}
 		v, err := entityVersion(c.After, ev.Index)
 		if err != nil {
 			return out, err
 		}
-		v.Restored = restored
+		v.ByIndex = byIndex
 		out = append(out, v)
 	}
 	switch ev.Type {

@@ -777,3 +777,21 @@ func TestTimeTravelDiffAndChangedFields(t *testing.T) {
 		t.Errorf("ChangedFields with only timestamps changed = %v", got)
 	}
 }
+
+// A large event's versions are stored as a run of their own, and time
+// travel reads them with the rest: the randomized past-state check again,
+// with every batch (two changes) counted as large.
+func TestTimeTravelReadsBulkVersionRuns(t *testing.T) {
+	defer func(n int) { versionRunAbove = n }(versionRunAbove)
+	versionRunAbove = 2
+	big := []Change{{Kind: Consumers, ID: id1}, {Kind: Consumers, ID: id2}}
+	vs, err := versionsOf(&log.Event{Type: log.TypeBatch, Index: 7}, Empty(), big, nil)
+	if err != nil || len(vs) != 2 || !vs[0].ByIndex || !vs[1].ByIndex {
+		t.Fatalf("versions of a large batch: %+v, %v", vs, err)
+	}
+	vs, _ = versionsOf(&log.Event{Type: log.TypeBatch, Index: 8}, Empty(), big[:1], nil)
+	if len(vs) != 1 || vs[0].ByIndex {
+		t.Fatalf("versions of a small batch: %+v", vs)
+	}
+	TestTimeTravelStateAtMatchesEveryPastState(t)
+}

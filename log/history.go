@@ -173,14 +173,17 @@ type Version struct {
 	Kind, ID string
 	Index    uint64
 	Value    []byte
-	// Restored marks a version made by a point-in-time restore. Those
-	// are keyed index first, in their own bucket: a restore makes tens
-	// of thousands at one index, and scattered through the by-entity
-	// keys they rewrote most of the file's pages (two seconds at 75,000).
-	Restored bool
+	// ByIndex stores the version keyed index first, in a run of its own
+	// in the restored bucket (named for the restores that used it first).
+	// It is for an event that makes tens of thousands of versions at one
+	// index, a point-in-time restore or a bulk load: scattered through the
+	// by-entity keys they rewrote most of the file's pages on every such
+	// event (two seconds for a restore of 75,000; a 100,000-consumer
+	// batch rewrote a versions bucket holding every consumer so far).
+	ByIndex bool
 }
 
-// rkey is the key of a restored version: index, then kind \0 id \0 as
+// rkey is the key of a version in a run (ByIndex): index, then kind \0 id \0 as
 // in vkey, so that its tail is the entity's group in the versions bucket.
 func rkey(kind, id string, i uint64) []byte {
 	b := make([]byte, 0, len(kind)+len(id)+10)
@@ -710,7 +713,7 @@ func putVersions(tx *bolt.Tx, versions []Version) error {
 	keys := make([][]byte, len(versions))
 	order := make([]int, len(versions))
 	for i, v := range versions {
-		if v.Restored {
+		if v.ByIndex {
 			keys[i] = rkey(v.Kind, v.ID, v.Index)
 		} else {
 			keys[i] = vkey(v.Kind, v.ID, v.Index)
@@ -725,7 +728,7 @@ func putVersions(tx *bolt.Tx, versions []Version) error {
 			val = []byte{} // bbolt stores nil as empty too; empty means deleted
 		}
 		b := vb
-		if versions[i].Restored {
+		if versions[i].ByIndex {
 			b = rb
 		}
 		if err := b.Put(keys[i], val); err != nil {
@@ -736,12 +739,13 @@ func putVersions(tx *bolt.Tx, versions []Version) error {
 }
 
 // versionCursor walks one sorted run of versions: the versions bucket
-// (every entity, each one's versions in index order), or one restore's
-// versions in the restored bucket (at most one per entity). group is the
+// (every entity, each one's versions in index order), or one event's run
+// in the restored bucket (a restore's or a bulk batch's; at most one per
+// entity). group is the
 // entity's kind \0 id \0, nil once the run is over.
 type versionCursor struct {
 	c        *bolt.Cursor
-	restored uint64 // the restore's index; 0 for the versions bucket
+	restored uint64 // the run's index; 0 for the versions bucket
 	group    []byte
 	index    uint64
 	value    []byte
@@ -776,7 +780,7 @@ func (vc *versionCursor) next() { vc.step(vc.c.Next()) }
 // its value as of upto (nil if it did not exist then), in key order. A
 // past state is the present one with these entities put back; the scan
 // reads every key but decodes nothing. It merges the versions bucket
-// with each restore's run of the restored bucket, all in entity order.
+// with each run of the restored bucket, all in entity order.
 func (h *History) VersionsAt(upto uint64, fn func(kind, id string, value []byte) error) error {
 	return h.db.View(func(tx *bolt.Tx) error {
 		main := &versionCursor{c: tx.Bucket(versionsBucket).Cursor()}
