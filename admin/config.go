@@ -6,7 +6,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -239,7 +238,7 @@ func configBody(r *http.Request) ([]byte, error) {
 
 func hasTags(e *fsm.Entity, tags []string) bool {
 	for _, t := range tags {
-		if !slices.Contains(e.Tags(), t) {
+		if !e.HasTag(t) {
 			return false
 		}
 	}

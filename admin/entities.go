@@ -256,7 +256,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, c *collection) {
 	var filter func(*fsm.Entity) bool
 	tags := q["tags"]
 	if len(tags) > 0 && c.parent == nil {
-		f, ferr := tagFilter(st, c.kind, tags[0])
+		f, ferr := tagFilter(tags[0])
 		if ferr != nil {
 			writeError(w, ferr)
 			return
@@ -326,7 +326,7 @@ func nonNil(l []any) []any {
 }
 
 // tagFilter parses Kong's tag expression: "a,b" means all, "a/b" any.
-func tagFilter(st *fsm.State, kind, expr string) (func(*fsm.Entity) bool, *fsm.Error) {
+func tagFilter(expr string) (func(*fsm.Entity) bool, *fsm.Error) {
 	invalid := func(msg string) *fsm.Error {
 		return &fsm.Error{Status: 400, Code: 11, Name: "invalid options",
 			Message: "invalid option (tags: " + msg + ")", Fields: map[string]any{"tags": msg}}
@@ -353,7 +353,7 @@ func tagFilter(st *fsm.State, kind, expr string) (func(*fsm.Entity) bool, *fsm.E
 	}
 	return func(e *fsm.Entity) bool {
 		for _, t := range list {
-			has := st.Tagged(t, kind, e.ID)
+			has := e.HasTag(t)
 			if all && !has {
 				return false
 			}

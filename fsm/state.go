@@ -360,8 +360,13 @@ func (s *State) HasChildren(parentKind, parentID, childKind string) bool {
 // (an entity carries a handful).
 func (s *State) Tagged(tag, kind, id string) bool {
 	e := s.Get(kind, id)
-	return e != nil && slices.Contains(e.Tags(), tag)
+	return e != nil && e.HasTag(tag)
 }
+
+// HasTag reports whether e carries tag: for a caller that already holds
+// the entity (a filter over every entity of a walk), without Tagged's
+// lookup.
+func (e *Entity) HasTag(tag string) bool { return slices.Contains(e.Tags(), tag) }
 
 // PluginNames lists the plugin names configured anywhere.
 func (s *State) PluginNames() []string {
