@@ -99,8 +99,8 @@ func (s *Server) configApply(w http.ResponseWriter, r *http.Request) {
 	if ferr != nil {
 		// Kong lists every invalid entity, the fold stops at the first:
 		// the fields of all of them are checked now, and only now (on a
-		// valid document, a second normalization of every entity was a
-		// tenth of a load's time).
+		// valid document, normalizing every entity a second time was
+		// about half a second of each 100,000-consumer batch).
 		if problems := s.checkFields(items); len(problems) > 0 {
 			writeJSON(w, 400, declarativeError(problems, flatten))
 			return

@@ -311,7 +311,7 @@ func (h *History) Commit(recs []*Record, versions []Version) error {
 // sizeHint is a generous guess at a record's encoded size, JSON or
 // msgpack. A declarative load's record is tens of megabytes (its payload
 // and a change per entity), and growing a buffer to that by doubling was a
-// third of the history's commit time: every doubling copies the bytes so
+// quarter of the history's commit time in a load's profile: every doubling copies the bytes so
 // far, into fresh memory the kernel has to fault in.
 func sizeHint(r *Record) int {
 	return 1024 + len(r.Event.Payload) + 384*len(r.Changes)
