@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -406,6 +407,11 @@ func (n *Node) ConfigIndex(t testing.TB) uint64 {
 // UDP (gossip listens on both). The listeners are closed before
 // returning, so a port can in principle be taken by someone else before
 // it is used.
+//
+// They are drawn from below the kernel's ephemeral range when it leaves
+// room: a node restarted on its own ports (a failover test) found its
+// cluster port taken as the source port of another node's outgoing
+// connection, which no retry of the listen can wait out.
 func FreePorts(n int) ([]int, error) {
 	var closers []interface{ Close() error }
 	defer func() {
@@ -413,11 +419,16 @@ func FreePorts(n int) ([]int, error) {
 			c.Close()
 		}
 	}()
+	lo, hi := 10000, ephemeralLow()
 	ports := make([]int, 0, n)
-	for i := 0; len(ports) < n && i < 10*n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for i := 0; len(ports) < n && i < 50*n; i++ {
+		addr := "127.0.0.1:0"
+		if hi-lo >= 1000 {
+			addr = fmt.Sprintf("127.0.0.1:%d", lo+rand.IntN(hi-lo))
+		}
+		l, err := net.Listen("tcp", addr)
 		if err != nil {
-			return nil, err
+			continue // in use (or already one of ours)
 		}
 		closers = append(closers, l)
 		port := l.Addr().(*net.TCPAddr).Port
@@ -432,6 +443,20 @@ func FreePorts(n int) ([]int, error) {
 		return nil, fmt.Errorf("found only %d of %d free ports", len(ports), n)
 	}
 	return ports, nil
+}
+
+// ephemeralLow is the first port the kernel hands out to outgoing
+// connections (Linux's default when it cannot be read).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	var low, high int
+	if _, err := fmt.Sscan(string(b), &low, &high); err != nil || low <= 0 {
+		return 32768
+	}
+	return low
 }
 
 // tailBuffer is a goroutine-safe writer keeping the last max bytes.
