@@ -55,17 +55,20 @@ func TestFastRestoreMatchesTheGenericOne(t *testing.T) {
 	if err := dec.Decode(&hd); err != nil {
 		t.Fatal(err)
 	}
+	sr := newSnapReader(dec, hd.Version)
+	// One decoder for all of them, as a worker keeps it.
+	rd := newRestoreDecoder()
 	seen := map[string]int{}
 	var expiring, tagged, customOnly int
 	for {
-		se, err := readSnapEntity(dec, hd.Version)
+		se, err := sr.next()
 		if err != nil {
 			t.Fatal(err)
 		}
 		if se.Kind == "" {
 			break
 		}
-		fast, ok := restoredFast(se)
+		fast, ok := rd.restoredFast(se)
 		if se.Kind != Consumers && se.Kind != KeyAuths {
 			if ok {
 				t.Errorf("a %s took the fast path", se.Kind)
@@ -104,5 +107,65 @@ func TestFastRestoreMatchesTheGenericOne(t *testing.T) {
 	}
 	if seen[Consumers] != 12 || seen[KeyAuths] != 12 || expiring == 0 || tagged == 0 || customOnly == 0 {
 		t.Fatalf("the snapshot did not cover the cases: %v, %d expiring, %d tagged, %d without username", seen, expiring, tagged, customOnly)
+	}
+}
+
+// A version 3 reader hands out each entity's bytes from a shared slab:
+// they must be the bytes written, stay so while later entities are read,
+// and not reach into each other (an append to one must not write over
+// the next). A large entity and a stream cut short take the other paths.
+func TestSnapReaderKeepsEachEntitysBytes(t *testing.T) {
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	var want [][]byte
+	for i := range 3000 {
+		d := bytes.Repeat([]byte{byte(i)}, 1+i%97)
+		if i == 1500 {
+			d = bytes.Repeat([]byte{7}, 3*snapSlab)
+		}
+		want = append(want, d)
+		if err := enc.Encode(&snapEntityBin{Kind: Consumers, Data: d}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := enc.Encode(&snapEntity{}); err != nil {
+		t.Fatal(err)
+	}
+	whole := buf.Bytes()
+	sr := newSnapReader(msgpack.NewDecoder(bytes.NewReader(whole)), 3)
+	var got [][]byte
+	for {
+		se, err := sr.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if se.Kind == "" {
+			break
+		}
+		if se.Kind != Consumers {
+			t.Fatalf("kind %q", se.Kind)
+		}
+		got = append(got, se.Data)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("read %d entities, wrote %d", len(got), len(want))
+	}
+	for i := range got {
+		_ = append(got[i], 0xff)
+	}
+	for i := range got {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("entity %d: %d bytes, not the %d written", i, len(got[i]), len(want[i]))
+		}
+	}
+	for _, cut := range []int{len(whole) / 3, len(whole) / 2, len(whole) - 2} {
+		sr := newSnapReader(msgpack.NewDecoder(bytes.NewReader(whole[:cut])), 3)
+		var err error
+		for n := 0; err == nil && n <= len(want); n++ {
+			_, err = sr.next()
+		}
+		if err == nil {
+			t.Errorf("a stream cut at %d of %d bytes read to its end", cut, len(whole))
+		}
 	}
 }
