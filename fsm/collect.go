@@ -41,6 +41,11 @@ type collector struct {
 	busy    int  // bulk operations running outside the machine
 	pending bool // bulk changes not yet collected
 	timer   *time.Timer
+	// folded counts the changes of bulk folds since the state was last
+	// rebuilt (compact.go); compact, when set, is handed it before the
+	// collection.
+	folded  int
+	compact func(folded int)
 	runs    atomic.Int64 // collections made, for the test
 	history *log.History // its mapped pages are released too (nil in tests)
 }
@@ -68,10 +73,15 @@ func (m *Machine) Busy() (done func()) {
 }
 
 // bulk records bulk changes to collect once bulk work stops.
-func (c *collector) bulk() {
+func (c *collector) bulk() { c.bulkFold(0) }
+
+// bulkFold is bulk for a fold of n changes, which leaves the state's
+// memory scattered (compact.go); a restore builds it compact.
+func (c *collector) bulkFold(n int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.pending = true
+	c.folded += n
 	c.armLocked()
 }
 
@@ -93,8 +103,13 @@ func (c *collector) fire() {
 		return
 	}
 	c.pending = false
+	folded := c.folded
+	c.folded = 0
 	c.mu.Unlock()
 	c.runs.Add(1)
+	if c.compact != nil && folded > 0 {
+		c.compact(folded)
+	}
 	t0 := time.Now()
 	// Two cycles, not one: bbolt returns the page buffers of a large
 	// commit to a sync.Pool, which lets go of them only at the second

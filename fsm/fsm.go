@@ -32,7 +32,13 @@ import (
 type Update struct {
 	Prev, Next *State
 	Changes    []Change
-	Reset      bool
+	// Reset says Next replaces Prev wholesale (a snapshot was
+	// installed): Changes is empty and subscribers start over.
+	Reset bool
+	// Rebuilt says Next is Prev's configuration in new memory
+	// (compact.go): nothing changed, but whatever holds Prev's entities
+	// should let go of them.
+	Rebuilt bool
 }
 
 // Result is the response of applying one event, handed back to the caller
@@ -76,6 +82,7 @@ func New(history *log.History, plugins PluginRegistry) *Machine {
 	close(m.warmDone)
 	m.fromStart = true
 	m.collect.history = history
+	m.collect.compact = m.compactAfter
 	return m
 }
 
@@ -172,7 +179,7 @@ func (m *Machine) ApplyBatch(entries []Entry) []*Result {
 	tHistory := time.Since(t0) - tFold
 	m.publish(Update{Prev: prev, Next: s, Changes: changes})
 	if len(changes) >= bulkChanges {
-		m.collect.bulk()
+		m.collect.bulkFold(len(changes))
 	}
 	if d := time.Since(t0); d > time.Second {
 		// Large batches (a restore, a declarative config) are worth
@@ -621,6 +628,15 @@ func (p Parts) WriteState(w io.Writer) error {
 	if err := enc.Encode(h); err != nil {
 		return fmt.Errorf("write snapshot header: %w", err)
 	}
+	if err := writeEntities(enc, s, version); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+// writeEntities writes s's entities kind by kind, and the empty entity
+// that ends them.
+func writeEntities(enc *msgpack.Encoder, s *State, version int) error {
 	var err error
 	for _, kind := range Kinds {
 		s.Walk(kind, "", func(e *Entity) bool {
@@ -642,10 +658,7 @@ func (p Parts) WriteState(w io.Writer) error {
 			return fmt.Errorf("write snapshot entity: %w", err)
 		}
 	}
-	if err := enc.Encode(&snapEntity{}); err != nil {
-		return err
-	}
-	return bw.Flush()
+	return enc.Encode(&snapEntity{})
 }
 
 // HistorySize returns the length in bytes of WriteHistory's output and

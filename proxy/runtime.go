@@ -136,6 +136,8 @@ func (rt *Runtime) Update(u fsm.Update) {
 	old := rt.load()
 	if u.Reset {
 		rt.bal.reset(u.Next.Index)
+	}
+	if u.Reset || u.Rebuilt {
 		rt.cur.Store(rt.rebuildAll(u.Next))
 		return
 	}

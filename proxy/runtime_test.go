@@ -157,3 +157,32 @@ func TestRuntimeRebuildsForLargeUpdates(t *testing.T) {
 		t.Errorf("untouched route lost in the rebuild")
 	}
 }
+
+// A rebuilt state (fsm's compaction) carries no changes: the runtime
+// builds everything from it, so nothing keeps the old state's entities,
+// but keeps the balancers' rotation, which a reset would start over.
+func TestRuntimeRebuildsFromARebuiltState(t *testing.T) {
+	f, s, rt := config(t, 10)
+	b := rt.bal.get(s, uuid(0))
+	// Next differs from Prev here only so that the test can see which
+	// state the router was built from.
+	next, _, err := f.Apply(s, s.Index, 0, &fsm.Command{Op: "create", Kind: fsm.Routes, NewID: uuid(900),
+		Body: map[string]any{"paths": []any{"/only-in-next"}, "service": map[string]any{"id": uuid(0)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.Update(fsm.Update{Prev: s, Next: next, Rebuilt: true})
+	if r, ok := match(rt, "/only-in-next"); !ok || r.ID != uuid(900) {
+		t.Fatal("the runtime was not rebuilt from the new state")
+	}
+	if rt.load().state != next {
+		t.Fatal("the runtime still serves the old state")
+	}
+	if rt.bal.get(next, uuid(0)) != b {
+		t.Fatal("a rebuilt state reset the balancers")
+	}
+	rt.Update(fsm.Update{Prev: next, Next: next, Reset: true})
+	if rt.bal.get(next, uuid(0)) == b {
+		t.Fatal("a reset kept the balancers")
+	}
+}
