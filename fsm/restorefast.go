@@ -6,6 +6,8 @@ import (
 	"errors"
 	"hash"
 	"slices"
+	"unique"
+	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -33,12 +35,66 @@ var fastRestoreFits = slices.Equal(uniqueFields[Consumers], []string{"username",
 
 // restoreDecoder is one restore worker's state for the fast path, reused
 // from entity to entity.
+//
+// What a restored entity keeps (the Entity, its view, its strings, its
+// tag list) is handed out from chunks of a few hundred: Go's collector
+// does not move objects, and entities allocated one by one among the
+// restore's own short-lived allocations end up scattered over spans that
+// later stay mostly empty. A chunk is one large allocation in spans of
+// its own; it lives while any entity in it does, which for a state
+// restored and then changed here and there is most of them anyway.
 type restoreDecoder struct {
 	r    bytes.Reader
 	dec  *msgpack.Decoder
 	hash hash.Hash
 	str  []byte // the string fields read so far, end to end
 	out  []byte // the strings the entity keeps, being laid out
+
+	strs      []byte // chunks handed out from:
+	tagLists  []string
+	keyLists  []string // the index keys' lists, dropped after the restore
+	entities  []Entity
+	consumers []Consumer
+	keyAuths  []KeyAuth
+}
+
+// next returns the next element of the chunk *c, starting a new chunk of
+// n when it is full.
+func next[T any](c *[]T, n int) *T {
+	if len(*c) == cap(*c) {
+		*c = make([]T, 0, n)
+	}
+	*c = (*c)[:len(*c)+1]
+	return &(*c)[len(*c)-1]
+}
+
+// keep returns rd.out as a string in the string chunk. The chunk's bytes
+// are never written again once handed out (appends write past them).
+func (rd *restoreDecoder) keep() string {
+	n := len(rd.out)
+	if n == 0 {
+		return ""
+	}
+	if cap(rd.strs)-len(rd.strs) < n {
+		rd.strs = make([]byte, 0, max(snapSlab, n))
+	}
+	at := len(rd.strs)
+	rd.strs = append(rd.strs, rd.out...)
+	return unsafe.String(&rd.strs[at], n)
+}
+
+// list returns n strings from the chunk *c, capped so that an append to
+// one list cannot reach the next.
+func list(c *[]string, n int) []string {
+	if n == 0 {
+		return nil
+	}
+	if cap(*c)-len(*c) < n {
+		*c = make([]string, 0, max(1024, n))
+	}
+	at := len(*c)
+	*c = (*c)[:at+n]
+	return (*c)[at : at+n : at+n]
 }
 
 func newRestoreDecoder() *restoreDecoder {
@@ -87,13 +143,15 @@ func (rd *restoreDecoder) tags() ([]string, error) {
 	if n > rd.r.Len() {
 		return nil, errLength
 	}
-	tags := make([]string, n)
+	tags := list(&rd.tagLists, n)
 	for i := range tags {
-		if tags[i], err = rd.dec.DecodeString(); err != nil {
+		t, err := rd.dec.DecodeString()
+		if err != nil {
 			return nil, err
 		}
+		tags[i] = unique.Make(t).Value()
 	}
-	return internTags(tags), nil
+	return tags, nil
 }
 
 // put lays out prefix followed by the field's bytes.
@@ -165,15 +223,20 @@ func (rd *restoreDecoder) consumer() (*Entity, indexKeys, error) {
 	if custom.n > 0 {
 		pc = rd.put(Consumers+"\x00custom_id\x00", custom)
 	}
-	s := string(rd.out)
-	v := &Consumer{ID: s[pk.mid:pk.hi], Username: s[pu.mid:pu.hi], CustomID: s[pc.mid:pc.hi]}
-	e := &Entity{Kind: Consumers, ID: v.ID, View: v, tags: tags}
-	ik := indexKeys{entity: s[pk.lo:pk.hi]}
+	s := rd.keep()
+	v := next(&rd.consumers, 1024)
+	*v = Consumer{ID: s[pk.mid:pk.hi], Username: s[pu.mid:pu.hi], CustomID: s[pc.mid:pc.hi]}
+	e := next(&rd.entities, 512)
+	*e = Entity{Kind: Consumers, ID: v.ID, View: v, tags: tags}
+	ik := indexKeys{entity: s[pk.lo:pk.hi], unique: list(&rd.keyLists, 2)[:0]}
 	if user.n > 0 {
 		ik.unique = append(ik.unique, s[pu.lo:pu.hi])
 	}
 	if custom.n > 0 {
 		ik.unique = append(ik.unique, s[pc.lo:pc.hi])
+	}
+	if len(ik.unique) == 0 {
+		ik.unique = nil
 	}
 	return e, ik, nil
 }
@@ -213,18 +276,22 @@ func (rd *restoreDecoder) keyAuth() (*Entity, indexKeys, error) {
 		pc = rd.put(Consumers+"\x00", consumer)
 		pcid = rd.put("\x00"+KeyAuths+"\x00", id)
 	}
-	s := string(rd.out)
-	v := &KeyAuth{ID: s[pk.mid:pk.hi], ConsumerID: s[pc.mid:pc.hi], Key: s[pu.mid:pu.hi]}
+	s := rd.keep()
+	v := next(&rd.keyAuths, 1024)
+	*v = KeyAuth{ID: s[pk.mid:pk.hi], ConsumerID: s[pc.mid:pc.hi], Key: s[pu.mid:pu.hi]}
 	if ttl > 0 {
 		v.ExpiresAt = int64(createdAt + ttl)
 	}
-	e := &Entity{Kind: KeyAuths, ID: v.ID, View: v, tags: tags}
+	e := next(&rd.entities, 512)
+	*e = Entity{Kind: KeyAuths, ID: v.ID, View: v, tags: tags}
 	ik := indexKeys{entity: s[pk.lo:pk.hi]}
 	if key.n > 0 {
-		ik.unique = []string{s[pu.lo:pu.hi]}
+		ik.unique = list(&rd.keyLists, 1)
+		ik.unique[0] = s[pu.lo:pu.hi]
 	}
 	if consumer.n > 0 {
-		ik.children = []string{s[pc.lo:pcid.hi]}
+		ik.children = list(&rd.keyLists, 1)
+		ik.children[0] = s[pc.lo:pcid.hi]
 	}
 	return e, ik, nil
 }
