@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 
@@ -548,6 +549,12 @@ func (h *History) Load(r io.Reader) (uint64, error) {
 	var last uint64
 	same, matched, done := true, 0, false
 	var lenb [4]byte
+	// While the records match, each is read into the same buffer: it is
+	// only compared, and a restart's snapshot holds about a gigabyte of
+	// them at 1,000,000 consumers. Records after the first difference
+	// are written, and get their own (bbolt keeps a value until the
+	// commit); the buffer is not read into again by then.
+	var buf []byte
 	for !done {
 		err := h.db.Update(func(tx *bolt.Tx) error {
 			b := tx.Bucket(bucket)
@@ -562,7 +569,13 @@ func (h *History) Load(r io.Reader) (uint64, error) {
 					done = true
 					break
 				}
-				v := make([]byte, size)
+				var v []byte
+				if same {
+					buf = slices.Grow(buf[:0], int(size))[:size]
+					v = buf
+				} else {
+					v = make([]byte, size)
+				}
 				if _, err := io.ReadFull(r, v); err != nil {
 					return fmt.Errorf("read history record: %w", err)
 				}

@@ -347,3 +347,48 @@ func TestRecordHashReadsTheTail(t *testing.T) {
 		}
 	}
 }
+
+// A load that matches the file's first records and then differs keeps
+// the matching ones and writes the stream's from the first difference
+// on, each with its own bytes (matched records are read into one reused
+// buffer).
+func TestLoadRewritesFromTheFirstDifference(t *testing.T) {
+	dir := t.TempDir()
+	open := func(name string, payloads ...string) *History {
+		h, err := OpenHistory(dir + "/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		var recs []*Record
+		for i, p := range payloads {
+			recs = append(recs, &Record{Event: Event{Index: uint64(i + 1), Time: int64(i + 1), Payload: []byte(p)}, Outcome: "applied"})
+		}
+		if err := h.Commit(recs, nil); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	src := open("src.db", "aa", "bb", "cc-longer", "dd")
+	dst := open("dst.db", "aa", "bb", "xx", "yy", "zz")
+	var dump bytes.Buffer
+	if _, err := src.Dump(&dump, 4); err != nil {
+		t.Fatal(err)
+	}
+	if last, err := dst.Load(&dump); err != nil || last != 4 {
+		t.Fatalf("Load = %d, %v", last, err)
+	}
+	for i, want := range []string{"aa", "bb", "cc-longer", "dd"} {
+		r, err := dst.Get(uint64(i + 1))
+		if err != nil || r == nil || string(r.Event.Payload) != want {
+			t.Fatalf("record %d after the load: %+v, %v; want payload %q", i+1, r, err, want)
+		}
+		s, _ := src.Get(uint64(i + 1))
+		if r.Hash != s.Hash {
+			t.Fatalf("record %d: hash %s, the stream's %s", i+1, r.Hash, s.Hash)
+		}
+	}
+	if r, _ := dst.Get(5); r != nil {
+		t.Fatal("record 5, past the stream's end, survived the load")
+	}
+}
