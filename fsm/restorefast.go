@@ -6,7 +6,6 @@ import (
 	"errors"
 	"hash"
 	"slices"
-	"unique"
 	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -36,8 +35,8 @@ var fastRestoreFits = slices.Equal(uniqueFields[Consumers], []string{"username",
 // restoreDecoder is one restore worker's state for the fast path, reused
 // from entity to entity.
 //
-// What a restored entity keeps (the Entity, its view, its strings, its
-// tag list) is handed out from chunks of a few hundred: Go's collector
+// What a restored entity keeps (the Entity, its view, its strings) is
+// handed out from chunks of a few hundred: Go's collector
 // does not move objects, and entities allocated one by one among the
 // restore's own short-lived allocations end up scattered over spans that
 // later stay mostly empty. A chunk is one large allocation in spans of
@@ -50,8 +49,8 @@ type restoreDecoder struct {
 	str  []byte // the string fields read so far, end to end
 	out  []byte // the strings the entity keeps, being laid out
 
-	strs      []byte // chunks handed out from:
-	tagLists  []string
+	tagBuf    []string // a tag list being read
+	strs      []byte   // chunks handed out from:
 	keyLists  []string // the index keys' lists, dropped after the restore
 	entities  []Entity
 	consumers []Consumer
@@ -143,15 +142,15 @@ func (rd *restoreDecoder) tags() ([]string, error) {
 	if n > rd.r.Len() {
 		return nil, errLength
 	}
-	tags := list(&rd.tagLists, n)
-	for i := range tags {
+	rd.tagBuf = rd.tagBuf[:0]
+	for range n {
 		t, err := rd.dec.DecodeString()
 		if err != nil {
 			return nil, err
 		}
-		tags[i] = unique.Make(t).Value()
+		rd.tagBuf = append(rd.tagBuf, t)
 	}
-	return tags, nil
+	return internTags(rd.tagBuf), nil
 }
 
 // put lays out prefix followed by the field's bytes.

@@ -169,3 +169,34 @@ func TestSnapReaderKeepsEachEntitysBytes(t *testing.T) {
 		}
 	}
 }
+
+// Equal tag lists are one list; different ones, and lists past the
+// table's bound, are still the tags given.
+func TestInternTagsSharesEqualLists(t *testing.T) {
+	a := internTags([]string{"batch-1", "x"})
+	b := internTags([]string{"batch-1", "x"})
+	if !reflect.DeepEqual(a, []string{"batch-1", "x"}) || &a[0] != &b[0] {
+		t.Fatalf("equal lists not shared: %v %v", a, b)
+	}
+	if c := internTags([]string{"x", "batch-1"}); &c[0] == &a[0] || c[0] != "x" {
+		t.Fatalf("another order gave %v", c)
+	}
+	if d := internTags([]string{"a\x00b"}); !reflect.DeepEqual(d, []string{"a\x00b"}) {
+		t.Fatalf("a tag holding a 0: %q", d)
+	}
+	if e := internTags([]string{"a", "b"}); !reflect.DeepEqual(e, []string{"a", "b"}) {
+		t.Fatalf("%q", e)
+	}
+	if internTags(nil) != nil || internTags([]string{}) != nil {
+		t.Fatal("no tags must be nil")
+	}
+	for i := range maxTagLists + 10 {
+		want := []string{fmt.Sprint("many-", i)}
+		if got := internTags(want); !reflect.DeepEqual(got, want) {
+			t.Fatalf("list %d: %v", i, got)
+		}
+	}
+	if len(tagLists.m) > maxTagLists {
+		t.Fatalf("the table grew to %d lists", len(tagLists.m))
+	}
+}

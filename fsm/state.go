@@ -102,14 +102,54 @@ func (e *Entity) seal() {
 	e.data = nil
 }
 
-// internTags returns tags as the process's one copy of each string (nil
-// for none): a tag is shared by many entities.
+// internTags returns tags as the process's one copy of that list, of
+// the process's one copy of each string (nil for none). Entities loaded
+// together usually carry the same tags (a declarative load's
+// select_tags): a list each was 16 bytes and an object per consumer, 40
+// MB at 1,000,000 consumers. The list is shared, so it is only read.
+// Past maxTagLists distinct lists, a new one is no longer remembered,
+// so that tags unique to each entity do not grow the table forever.
 func internTags(tags []string) []string {
-	var out []string
+	if len(tags) == 0 {
+		return nil
+	}
+	var buf [256]byte
+	key := buf[:0]
 	for _, t := range tags {
-		out = append(out, unique.Make(t).Value())
+		if strings.IndexByte(t, 0) >= 0 {
+			// The 0 ends a tag in the key; such a list is not shared.
+			return internEach(tags)
+		}
+		key = append(append(key, t...), 0)
+	}
+	tagLists.Lock()
+	defer tagLists.Unlock()
+	if l, ok := tagLists.m[string(key)]; ok {
+		return l
+	}
+	out := internEach(tags)
+	if tagLists.m == nil {
+		tagLists.m = map[string][]string{}
+	}
+	if len(tagLists.m) < maxTagLists {
+		tagLists.m[string(key)] = out
 	}
 	return out
+}
+
+func internEach(tags []string) []string {
+	out := make([]string, len(tags))
+	for i, t := range tags {
+		out[i] = unique.Make(t).Value()
+	}
+	return out
+}
+
+const maxTagLists = 4096
+
+var tagLists struct {
+	sync.Mutex
+	m map[string][]string // the list's tags, each followed by a 0
 }
 
 // State is an immutable configuration snapshot. Its indexes are
