@@ -787,13 +787,10 @@ func (t *txn) swapChildren(old, e *Entity) {
 // swapCounts keeps the content hash and the plugin counts.
 func (t *txn) swapCounts(old, e *Entity) {
 	if old != nil {
-		xorInto(&t.hash, old.hash)
+		xorInto(&t.hash, entityHash(old))
 	}
 	if e != nil {
-		if e.hash == ([32]byte{}) {
-			e.hash = entityHash(e)
-		}
-		xorInto(&t.hash, e.hash)
+		xorInto(&t.hash, entityHash(e))
 	}
 	for _, x := range []*Entity{old, e} {
 		if x == nil || x.Kind != Plugins {

@@ -942,8 +942,9 @@ type indexKeys struct {
 	entity   string
 	unique   []string
 	children []string
-	plugin   string // a plugin's name, counted
-	consumer bool   // a consumer-scoped plugin
+	plugin   string   // a plugin's name, counted
+	consumer bool     // a consumer-scoped plugin
+	hash     [32]byte // e's content hash, for the state's
 }
 
 // keysOf derives e's index keys from its fields, as swap would write them.
@@ -958,9 +959,7 @@ func keysOf(e *Entity) indexKeys {
 	if e.Kind == Plugins {
 		ik.plugin, ik.consumer = str(d, "name"), ref(d, "consumer") != ""
 	}
-	if e.hash == ([32]byte{}) {
-		e.hash = entityHash(e)
-	}
+	ik.hash = entityHash(e)
 	return ik
 }
 
@@ -994,7 +993,7 @@ func bulkIndex(t *txn, all [][]indexKeys) {
 				uniq = append(uniq, pair{u, ik.e.ID, len(uniq)})
 			}
 			kids = append(kids, ik.children...)
-			xorInto(&t.hash, ik.e.hash)
+			xorInto(&t.hash, ik.hash)
 			if ik.plugin != "" {
 				t.countPlugin(ik.plugin, 1)
 				if ik.consumer {
@@ -1126,7 +1125,6 @@ func (m *Machine) restoredGeneric(r snapEntityRaw, canonicalData bool) (indexKey
 	e := NewEntity(r.Kind, str(d, "id"), d)
 	if canonicalData {
 		e.enc = r.Data
-		e.hash = entityHash(e)
 	}
 	e.View = buildView(r.Kind, d, m.compile(r.Kind, d))
 	ik := keysOf(e)

@@ -188,7 +188,7 @@ func (rd *restoreDecoder) restoredFast(r snapEntityRaw) (ik indexKeys, ok bool) 
 	rd.hash.Write([]byte(e.Kind))
 	rd.hash.Write([]byte{0})
 	rd.hash.Write(e.enc)
-	rd.hash.Sum(e.hash[:0])
+	rd.hash.Sum(ik.hash[:0])
 	ik.e = e
 	return ik, true
 }

@@ -84,7 +84,7 @@ func TestFastRestoreMatchesTheGenericOne(t *testing.T) {
 		}
 		seen[se.Kind]++
 		f, g := fast.e, slow.e
-		if f.Kind != g.Kind || f.ID != g.ID || f.hash != g.hash || !bytes.Equal(f.enc, g.enc) ||
+		if f.Kind != g.Kind || f.ID != g.ID || fast.hash != slow.hash || fast.hash != entityHash(g) || !bytes.Equal(f.enc, g.enc) ||
 			!reflect.DeepEqual(f.tags, g.tags) || f.data != nil || g.data != nil {
 			t.Errorf("%s %s: entity differs:\nfast    %+v\ngeneric %+v", se.Kind, g.ID, *f, *g)
 		}

@@ -39,9 +39,6 @@ type Entity struct {
 	// of a declarative load; the strings are interned.
 	tags []string
 
-	// hash is the content hash, set once when the entity is first
-	// indexed (before any state holding it is published).
-	hash [32]byte
 	// enc is the canonical msgpack encoding of the fields: what hash is
 	// taken over, what versions and snapshots store, and, once sealed,
 	// the only copy of the fields.
