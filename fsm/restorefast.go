@@ -18,9 +18,9 @@ import (
 // These two are decoded straight into the fields that indexing and the
 // view read, by a decoder each restore worker keeps. Every string such an
 // entity keeps (its key in each tree, its id, the view's fields) is a
-// piece of one allocation: decoded one by one they were five to seven
-// objects an entity, most of a restart's allocations and of what the
-// collector marks afterwards. TestFastRestoreMatchesTheGenericOne holds
+// piece of one string laid out for it: decoded one by one they were five
+// to seven objects an entity, most of a restart's allocations and of what
+// the collector marks afterwards. TestFastRestoreMatchesTheGenericOne holds
 // the two paths to the same entity, keys and view.
 
 // fastRestoreFits reports whether the fields the fast path indexes are
