@@ -45,7 +45,7 @@ type collector struct {
 	// rebuilt (compact.go); compact, when set, is handed it before the
 	// collection.
 	folded  int
-	compact func(folded int)
+	compact func(folded int) (again bool)
 	runs    atomic.Int64 // collections made, for the test
 	history *log.History // its mapped pages are released too (nil in tests)
 }
@@ -107,8 +107,10 @@ func (c *collector) fire() {
 	c.folded = 0
 	c.mu.Unlock()
 	c.runs.Add(1)
-	if c.compact != nil && folded > 0 {
-		c.compact(folded)
+	if c.compact != nil && folded > 0 && c.compact(folded) {
+		c.mu.Lock()
+		c.folded += folded
+		c.mu.Unlock()
 	}
 	t0 := time.Now()
 	// Two cycles, not one: bbolt returns the page buffers of a large

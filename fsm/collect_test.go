@@ -39,3 +39,49 @@ func TestBulkChangesAreCollectedOnceIdle(t *testing.T) {
 		t.Errorf("%d collections in all, want 1", n)
 	}
 }
+
+// The changes of a rebuild that found the state moved on are not
+// forgotten: the next collection hands them over again, with the new
+// ones; after a rebuild that went through, only the new ones.
+func TestStaleRebuildKeepsItsChanges(t *testing.T) {
+	defer func(q time.Duration) { bulkQuiet = q }(bulkQuiet)
+	bulkQuiet = time.Millisecond
+	var c collector
+	calls, replies := make(chan int), make(chan bool)
+	c.compact = func(n int) bool { calls <- n; return <-replies }
+	next := func() int {
+		t.Helper()
+		select {
+		case n := <-calls:
+			return n
+		case <-time.After(10 * time.Second):
+			t.Fatal("no rebuild was asked for")
+			return 0
+		}
+	}
+	folded := func() int {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.folded
+	}
+	c.bulkFold(100)
+	if n := next(); n != 100 {
+		t.Fatalf("asked to rebuild after %d changes, want 100", n)
+	}
+	replies <- true // stale
+	for i := 0; i < 500 && folded() != 100; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.bulkFold(50)
+	if n := next(); n != 150 {
+		t.Fatalf("after a stale rebuild, asked for %d changes, want 150", n)
+	}
+	replies <- false
+	waitRuns(&c, 2, 10*time.Second)
+	c.bulkFold(7)
+	if n := next(); n != 7 {
+		t.Fatalf("after a rebuild, asked for %d changes, want 7", n)
+	}
+	replies <- false
+	waitRuns(&c, 3, 10*time.Second)
+}

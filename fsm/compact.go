@@ -25,8 +25,8 @@ import (
 // snapshot code, and publishes the copy in the original's place
 // (Update.Rebuilt). Nothing about the configuration changes: same
 // entities, same hash (checked), same index. If an event is applied
-// meanwhile, the copy is out of date and is dropped; the next bulk fold
-// tries again.
+// meanwhile, the copy is out of date and is dropped; its changes count
+// towards the rebuild after the next bulk fold.
 
 // compactAbove is the number of entities below which a state is not
 // rebuilt: the memory to win is small, and so is the state.
@@ -34,12 +34,16 @@ var compactAbove = 100_000
 
 // compactAfter rebuilds the live state when the bulk folds since the
 // last rebuild (folded changes) came to a quarter of its entities or
-// more.
-func (m *Machine) compactAfter(folded int) {
+// more. It reports whether those changes still count towards the next
+// rebuild: they were too few yet, or the state moved on during this one.
+func (m *Machine) compactAfter(folded int) (again bool) {
 	s := m.State()
 	n := s.entities.Len()
-	if n < compactAbove || folded*4 < n {
-		return
+	if n < compactAbove {
+		return false
+	}
+	if folded*4 < n {
+		return true
 	}
 	t0 := time.Now()
 	ok, err := m.compact(s)
@@ -48,9 +52,11 @@ func (m *Machine) compactAfter(folded int) {
 		slog.Error("rebuild the state after bulk changes", "err", err)
 	case !ok:
 		slog.Info("state not rebuilt: it changed meanwhile", "index", s.Index)
+		return true
 	default:
 		slog.Info("rebuilt the state after bulk changes", "entities", n, "took", time.Since(t0).Round(time.Millisecond))
 	}
+	return false
 }
 
 // compact builds a copy of s in new memory and publishes it in s's

@@ -48,12 +48,13 @@ func TestCompactionRebuildsTheSameState(t *testing.T) {
 	}
 	old := m.State()
 
-	m.compactAfter(old.entities.Len()/4 - 1)
-	if m.State() != old {
-		t.Fatal("rebuilt after changes to less than a quarter of the state")
+	if again := m.compactAfter(old.entities.Len()/4 - 1); !again || m.State() != old {
+		t.Fatalf("after changes to less than a quarter of the state: rebuilt %v, changes kept %v", m.State() != old, again)
 	}
 	updates = nil
-	m.compactAfter(len(cmds))
+	if again := m.compactAfter(len(cmds)); again {
+		t.Fatal("a rebuild that went through kept its changes for the next")
+	}
 	s := m.State()
 	if s == old {
 		t.Fatal("not rebuilt")
