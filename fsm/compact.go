@@ -45,6 +45,12 @@ func (m *Machine) compactAfter(folded int) (again bool) {
 	if folded*4 < n {
 		return true
 	}
+	// A collection can come due while a rebuild runs (it takes seconds,
+	// the quiet period five); two would hold three copies of the state.
+	if !m.compacting.TryLock() {
+		return true
+	}
+	defer m.compacting.Unlock()
 	t0 := time.Now()
 	ok, err := m.compact(s)
 	switch {

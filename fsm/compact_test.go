@@ -51,6 +51,11 @@ func TestCompactionRebuildsTheSameState(t *testing.T) {
 	if again := m.compactAfter(old.entities.Len()/4 - 1); !again || m.State() != old {
 		t.Fatalf("after changes to less than a quarter of the state: rebuilt %v, changes kept %v", m.State() != old, again)
 	}
+	m.compacting.Lock() // another rebuild running
+	if again := m.compactAfter(len(cmds)); !again || m.State() != old {
+		t.Fatalf("while another rebuild ran: rebuilt %v, changes kept %v", m.State() != old, again)
+	}
+	m.compacting.Unlock()
 	updates = nil
 	if again := m.compactAfter(len(cmds)); again {
 		t.Fatal("a rebuild that went through kept its changes for the next")

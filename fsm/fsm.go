@@ -70,8 +70,9 @@ type Machine struct {
 	// applied from its first entry and records every version.
 	fromStart bool
 
-	collect collector // after bulk changes (collect.go)
-	plans   batchPlans
+	collect    collector  // after bulk changes (collect.go)
+	compacting sync.Mutex // held by the rebuild running (compact.go)
+	plans      batchPlans
 }
 
 // New creates a machine over history with the given plugin registry.
