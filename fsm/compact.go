@@ -66,7 +66,10 @@ func (m *Machine) compactAfter(folded int) (again bool) {
 }
 
 // compact builds a copy of s in new memory and publishes it in s's
-// place. It reports false when s is no longer the live state.
+// place. It reports false when s is no longer the live state. The
+// entities go through their encoded form, not handed over as they are,
+// so that the copy's encodings are new bytes too (in the reader's slabs):
+// sharing the old ones would keep the old allocations alive.
 func (m *Machine) compact(s *State) (bool, error) {
 	pr, pw := io.Pipe()
 	wrote := make(chan struct{})

@@ -227,16 +227,15 @@ func (rd *restoreDecoder) consumer() (*Entity, indexKeys, error) {
 	*v = Consumer{ID: s[pk.mid:pk.hi], Username: s[pu.mid:pu.hi], CustomID: s[pc.mid:pc.hi]}
 	e := next(&rd.entities, 512)
 	*e = Entity{Kind: Consumers, ID: v.ID, View: v, tags: tags}
-	ik := indexKeys{entity: s[pk.lo:pk.hi], unique: list(&rd.keyLists, 2)[:0]}
-	if user.n > 0 {
-		ik.unique = append(ik.unique, s[pu.lo:pu.hi])
+	// The unique keys laid out above (an empty piece is a field not set).
+	var unique [2]string
+	nu := 0
+	for _, p := range [...]piece{pu, pc} {
+		if p.hi > p.lo {
+			unique[nu], nu = s[p.lo:p.hi], nu+1
+		}
 	}
-	if custom.n > 0 {
-		ik.unique = append(ik.unique, s[pc.lo:pc.hi])
-	}
-	if len(ik.unique) == 0 {
-		ik.unique = nil
-	}
+	ik := indexKeys{entity: s[pk.lo:pk.hi], unique: append(list(&rd.keyLists, nu)[:0], unique[:nu]...)}
 	return e, ik, nil
 }
 

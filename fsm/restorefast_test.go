@@ -60,14 +60,7 @@ func TestFastRestoreMatchesTheGenericOne(t *testing.T) {
 	rd := newRestoreDecoder()
 	seen := map[string]int{}
 	var expiring, tagged, customOnly int
-	for {
-		se, err := sr.next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if se.Kind == "" {
-			break
-		}
+	for _, se := range readEntities(t, sr) {
 		fast, ok := rd.restoredFast(se)
 		if se.Kind != Consumers && se.Kind != KeyAuths {
 			if ok {
@@ -134,14 +127,7 @@ func TestSnapReaderKeepsEachEntitysBytes(t *testing.T) {
 	whole := buf.Bytes()
 	sr := newSnapReader(msgpack.NewDecoder(bytes.NewReader(whole)), 3)
 	var got [][]byte
-	for {
-		se, err := sr.next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if se.Kind == "" {
-			break
-		}
+	for _, se := range readEntities(t, sr) {
 		if se.Kind != Consumers {
 			t.Fatalf("kind %q", se.Kind)
 		}
@@ -198,5 +184,21 @@ func TestInternTagsSharesEqualLists(t *testing.T) {
 	}
 	if len(tagLists.m) > maxTagLists {
 		t.Fatalf("the table grew to %d lists", len(tagLists.m))
+	}
+}
+
+// readEntities reads a snapshot's entities to the empty one that ends them.
+func readEntities(t *testing.T, sr *snapReader) []snapEntityRaw {
+	t.Helper()
+	var out []snapEntityRaw
+	for {
+		se, err := sr.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if se.Kind == "" {
+			return out
+		}
+		out = append(out, se)
 	}
 }
