@@ -181,7 +181,9 @@ func testMachine(t *testing.T) *Machine {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	return New(h, testPlugins{})
+	m := New(h, testPlugins{})
+	t.Cleanup(m.Close) // first: its queued history commits
+	return m
 }
 
 // applyCmd applies cmd to m as the entity event at index, stamped ts.
@@ -207,7 +209,6 @@ func roundTrip(t *testing.T, m *Machine) *Machine {
 
 func TestMachineSnapshotRoundTrip(t *testing.T) {
 	m := testMachine(t)
-	h := m.History()
 	for i, cmd := range []*Command{
 		{Op: "create", Kind: Services, NewID: id1, Body: map[string]any{"host": "a.test", "name": "svc"}},
 		{Op: "create", Kind: Consumers, NewID: id2, Body: map[string]any{"username": "luka"}},
@@ -218,7 +219,7 @@ func TestMachineSnapshotRoundTrip(t *testing.T) {
 			t.Fatalf("event %d: unexpected result %+v", i, res.Err)
 		}
 	}
-	if rec, _ := h.Get(3); rec == nil || rec.Outcome != "rejected" {
+	if rec, _ := m.History().Get(3); rec == nil || rec.Outcome != "rejected" {
 		t.Fatalf("rejected event must be in the history: %+v", rec)
 	}
 	m2 := roundTrip(t, m)

@@ -53,7 +53,8 @@ type Result struct {
 // Reads take the current state with one atomic load and never block.
 type Machine struct {
 	fold    Fold
-	history *log.History
+	history *log.History // read through hist(), which waits for its writer
+	writer  *historyWriter
 	state   atomic.Pointer[State]
 
 	mu     sync.Mutex // serialises apply/restore and subscriber calls
@@ -77,7 +78,7 @@ type Machine struct {
 
 // New creates a machine over history with the given plugin registry.
 func New(history *log.History, plugins PluginRegistry) *Machine {
-	m := &Machine{fold: Fold{Plugins: plugins}, history: history, notify: make(chan struct{})}
+	m := &Machine{fold: Fold{Plugins: plugins}, history: history, writer: newHistoryWriter(history), notify: make(chan struct{})}
 	m.state.Store(Empty())
 	m.warmDone = make(chan struct{})
 	close(m.warmDone)
@@ -93,8 +94,20 @@ func (m *Machine) State() *State { return m.state.Load() }
 // Fold returns the fold, for validating commands before they are appended.
 func (m *Machine) Fold() *Fold { return &m.fold }
 
-// History returns the permanent event history.
-func (m *Machine) History() *log.History { return m.history }
+// History returns the permanent event history, holding every event
+// applied before the call.
+func (m *Machine) History() *log.History { return m.hist() }
+
+// hist is the history once the commits queued so far are in it: what
+// every read of the file goes through (historyq.go).
+func (m *Machine) hist() *log.History {
+	m.writer.flush()
+	return m.history
+}
+
+// Close commits the history still queued and stops its writer. Events
+// applied afterwards commit their history as they apply.
+func (m *Machine) Close() { m.writer.close() }
 
 // Subscribe registers fn to be called, in apply order, after every new
 // state is published. fn runs on the apply path: it must be quick.
@@ -162,22 +175,13 @@ func (m *Machine) ApplyBatch(entries []Entry) []*Result {
 		s = next
 		changes = append(changes, ch...)
 	}
-	if m.fromStart && prev.Index == 0 {
-		// Applying the log from its start, with no snapshot: every
-		// version is about to be recorded.
-		if err := m.history.SetVersionsFrom(0); err != nil {
-			slog.Error("time-travel versions", "err", err)
-		}
-	}
+	// Applying the log from its start, with no snapshot: every version
+	// is about to be recorded.
+	fromStart := m.fromStart && prev.Index == 0
 	m.fromStart = false
 	tFold := time.Since(t0)
-	if err := m.history.Commit(recs, versions); err != nil {
-		// The Raft log still holds these events; a restart replays them
-		// into the history. Losing the process is better than silently
-		// diverging, but serving on is better still: log loudly.
-		slog.Error("history append failed", "err", err)
-	}
-	tHistory := time.Since(t0) - tFold
+	m.writer.submit(historyJob{recs: recs, versions: versions, fromStart: fromStart})
+	tHistory := time.Since(t0) - tFold // only when the writer is far behind
 	m.publish(Update{Prev: prev, Next: s, Changes: changes})
 	if len(changes) >= bulkChanges {
 		m.collect.bulkFold(len(changes))
@@ -186,7 +190,7 @@ func (m *Machine) ApplyBatch(entries []Entry) []*Result {
 		// Large batches (a restore, a declarative config) are worth
 		// seeing in the log, split by where the time went.
 		slog.Info("slow apply", "entries", len(entries), "changes", len(changes), "fold", tFold.Round(time.Millisecond),
-			"history", tHistory.Round(time.Millisecond), "publish", (d - tFold - tHistory).Round(time.Millisecond))
+			"history_queue", tHistory.Round(time.Millisecond), "publish", (d - tFold - tHistory).Round(time.Millisecond))
 	}
 	return results
 }
@@ -586,7 +590,9 @@ func (sr *snapReader) bytes() ([]byte, error) {
 // checked before anything is restored from it). It reads only immutable
 // data, so it may run concurrently with applies.
 func (m *Machine) Persist(s *State, w io.Writer) error {
-	if err := m.history.Sync(); err != nil {
+	// Raft may drop its log up to s once this returns: the history must
+	// hold it, on disk.
+	if err := m.hist().Sync(); err != nil {
 		return fmt.Errorf("sync history: %w", err)
 	}
 	sum := sha256.New()
@@ -664,12 +670,12 @@ func writeEntities(enc *msgpack.Encoder, s *State, version int) error {
 
 // HistorySize returns the length in bytes of WriteHistory's output and
 // the number of records it holds, without writing it.
-func (p Parts) HistorySize() (int64, int, error) { return p.m.history.DumpSize(p.s.Index) }
+func (p Parts) HistorySize() (int64, int, error) { return p.m.hist().DumpSize(p.s.Index) }
 
 // WriteHistory writes the history and returns the number of records.
 func (p Parts) WriteHistory(w io.Writer) (int, error) {
 	hw := bufio.NewWriterSize(w, 256<<10)
-	n, err := p.m.history.Dump(hw, p.s.Index)
+	n, err := p.m.hist().Dump(hw, p.s.Index)
 	// The dump mapped the whole history into the resident set; those
 	// pages are the page cache's, not the node's.
 	if rerr := p.m.history.ReleaseMapped(); rerr != nil {
@@ -829,7 +835,7 @@ func (m *Machine) Restore(r io.Reader) error {
 		return err
 	}
 	tEntities := time.Since(t0)
-	records, err := m.history.Load(br)
+	records, err := m.hist().Load(br)
 	if err != nil {
 		return fmt.Errorf("restore history: %w", err)
 	}

@@ -144,7 +144,8 @@ func (m *Machine) StateAt(upto uint64) (*State, error) {
 	if upto >= cur.Index {
 		return cur, nil
 	}
-	from, err := m.history.VersionsFrom()
+	// Every version after upto is reverted, up to cur's own.
+	from, err := m.hist().VersionsFrom()
 	if err == nil && upto < from {
 		// Older than the last snapshot install: wait for the rebuild.
 		m.warmMu.Lock()
@@ -565,7 +566,7 @@ func (m *Machine) warmInBackground() {
 
 // IndexAt returns the last log index whose event time is at or before t
 // (unix nanoseconds), 0 if none.
-func (m *Machine) IndexAt(t int64) (uint64, error) { return m.history.IndexAt(t) }
+func (m *Machine) IndexAt(t int64) (uint64, error) { return m.hist().IndexAt(t) }
 
 // Difference is one entity that differs between two states. Before is nil
 // when the entity did not exist at the first point, After nil when it no

@@ -263,7 +263,9 @@ func newTTRecorder(t testing.TB, dir string) *ttRecorder {
 	}
 	t.Cleanup(func() { h.Close() })
 	e := Empty()
-	return &ttRecorder{m: New(h, testPlugins{}), points: []ttPoint{{hash: e.Hash(), model: newTTModel().fingerprint()}}}
+	m := New(h, testPlugins{})
+	t.Cleanup(m.Close)
+	return &ttRecorder{m: m, points: []ttPoint{{hash: e.Hash(), model: newTTModel().fingerprint()}}}
 }
 
 func (r *ttRecorder) apply(t testing.TB, index uint64, data []byte, g *ttGen) *Result {
@@ -418,7 +420,9 @@ func openMachine(t *testing.T, dir, name string) *Machine {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	return New(h, testPlugins{})
+	m := New(h, testPlugins{})
+	t.Cleanup(m.Close)
+	return m
 }
 
 // restoredCopy persists m's current state and restores it into a fresh
@@ -511,6 +515,7 @@ func TestTimeTravelAcrossRestartAndForeignSnapshot(t *testing.T) {
 		tail = append(tail, Entry{Index: g.index, Data: data})
 	}
 	m.ApplyBatch(tail)
+	m.Close()
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -523,6 +528,7 @@ func TestTimeTravelAcrossRestartAndForeignSnapshot(t *testing.T) {
 	}
 	defer h.Close()
 	r := New(h, testPlugins{})
+	defer r.Close()
 	if err := r.Restore(bytes.NewReader(snap.Bytes())); err != nil {
 		t.Fatal(err)
 	}

@@ -289,6 +289,7 @@ func run(ctx context.Context, cfg runConfig) error {
 		return ""
 	}
 	machine := fsm.New(history, registry)
+	defer machine.Close() // before the history closes: its queued commits
 	rt := proxy.NewRuntime(registry, machine.State())
 	// Subscribe before Raft starts: its startup restore and log replay
 	// must reach the proxy too.

@@ -21,6 +21,7 @@ func archive(t *testing.T) ([]byte, uint64) {
 	}
 	defer h.Close()
 	m := fsm.New(h, nil)
+	defer m.Close()
 	for i := 1; i <= 50; i++ {
 		id := fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
 		payload, err := fsm.EncodeCommand(&fsm.Command{Op: log.OpCreate, Kind: fsm.Services, Key: id, NewID: id,

@@ -52,6 +52,7 @@ func inProcess(seed, dir string, last uint64, profDir string) error {
 	}
 	defer h.Close()
 	m := fsm.New(h, plugins.NewRegistry(keyauth.Definition()))
+	defer m.Close()
 	if err := step("restore-archive", func() error {
 		f, err := os.Open(seed)
 		if err != nil {

@@ -237,6 +237,7 @@ func generate(path, dir string, entities, events int) (uint64, []string, error) 
 	}
 	defer h.Close()
 	m := fsm.New(h, plugins.NewRegistry(keyauth.Definition()))
+	defer m.Close()
 	services, routes := entities/4, entities/2
 	consumers := entities - services - routes
 	start := time.Now().Add(-time.Duration(events) * time.Millisecond)
