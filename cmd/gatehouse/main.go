@@ -128,7 +128,7 @@ func runCommand() *cli.Command {
 			&cli.Uint64Flag{Name: "raft-snapshot-threshold", Value: 0, EnvVars: []string{"GATEHOUSE_RAFT_SNAPSHOT_THRESHOLD"},
 				Usage: "log entries between Raft snapshots (0: 8192)"},
 			&cli.Int64Flag{Name: "raft-snapshot-bytes", Value: 0, EnvVars: []string{"GATEHOUSE_RAFT_SNAPSHOT_BYTES"},
-				Usage: "bytes of applied entries that make a Raft snapshot sooner, so a restart after bulk writes does not fold them again (0: 64 MiB)"},
+				Usage: "bytes of applied entries that make a Raft snapshot sooner, so a restart after bulk writes does not fold them again; taken when bulk entries pause (0: 64 MiB)"},
 			flag("admin-auth", "auto", "admin API authentication: on, off, or auto (on unless the admin listener is loopback)"),
 			&cli.BoolFlag{Name: "i-know-admin-is-open", EnvVars: []string{"GATEHOUSE_I_KNOW_ADMIN_IS_OPEN"},
 				Usage: "allow --admin-auth=off on a non-loopback admin listener"},

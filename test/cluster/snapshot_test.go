@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -137,5 +138,46 @@ func TestSnapshotAfterBulkWrites(t *testing.T) {
 	for _, n := range c.nodes {
 		dirs := waitNewSnapshot(t, n, nil)
 		t.Logf("%s snapshots: %v", n.NodeID, dirs)
+	}
+}
+
+// TestSnapshotWaitsForBulkWritesToPause: a load in batches is one large
+// entry after another, and a snapshot every few of them (the whole state
+// and history each time) slowed the load. The snapshot the bytes ask for
+// waits until the large entries pause, then covers them all.
+func TestSnapshotWaitsForBulkWritesToPause(t *testing.T) {
+	n := harness.Start(t, harness.Options{NodeID: "pause", Args: []string{"--raft-snapshot-bytes", "1500000"}})
+	var last uint64
+	for b := range 3 {
+		// 4,000 consumers and their keys: an entry of about 1.5 MB, over
+		// the 1 MiB that marks bulk work.
+		var doc strings.Builder
+		fmt.Fprintf(&doc, `{"_format_version": "3.0", "_info": {"select_tags": ["pause-%d"]}, "consumers": [`, b)
+		for i := range 4000 {
+			if i > 0 {
+				doc.WriteString(",")
+			}
+			fmt.Fprintf(&doc, `{"username": "pause-%d-%d", "keyauth_credentials": [{"key": "pause-key-%d-%d"}]}`, b, i, b, i)
+		}
+		doc.WriteString("]}")
+		r := harness.Raw(t, http.MethodPost, n.Admin("/config"), "application/json", []byte(doc.String()))
+		harness.ExpectStatus(t, r, http.StatusCreated)
+		i, err := strconv.ParseUint(r.Header.Get("X-Gatehouse-Config-Index"), 10, 64)
+		if err != nil {
+			t.Fatalf("config index: %v", err)
+		}
+		last = i
+	}
+	dirs := waitNewSnapshot(t, n, nil)
+	// Raft names a snapshot term-index-time; it keeps the last two.
+	for _, d := range dirs {
+		parts := strings.Split(d, "-")
+		i, err := strconv.ParseUint(parts[1], 10, 64)
+		if err != nil || len(parts) < 3 {
+			t.Fatalf("snapshot directory %q: %v", d, err)
+		}
+		if i < last {
+			t.Errorf("snapshot %s was taken mid-load, before the last batch's index %d", d, last)
+		}
 	}
 }
