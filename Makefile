@@ -48,6 +48,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzProxyRequest -fuzztime=$(FUZZTIME) ./proxy/
 	$(GO) test -run '^$$' -fuzz=FuzzReceive -fuzztime=$(FUZZTIME) ./plugins/ratelimiting/
 	$(GO) test -run '^$$' -fuzz=FuzzLoad -fuzztime=$(FUZZTIME) ./fsm/declarative/
+	$(GO) test -run '^$$' -fuzz=FuzzJSONFromMsgpack -fuzztime=$(FUZZTIME) ./log/
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)

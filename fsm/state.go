@@ -78,6 +78,17 @@ func (e *Entity) Data() map[string]any {
 	return d
 }
 
+// AppendJSON appends the JSON of Data() to b: for a published entity
+// straight from its encoding, without decoding it into a map first.
+func (e *Entity) AppendJSON(b []byte) ([]byte, error) {
+	if e.data == nil && e.enc != nil {
+		if out, err := log.AppendJSONFromMsgpack(b, e.enc); err == nil {
+			return out, nil
+		}
+	}
+	return log.AppendJSON(b, e.Data())
+}
+
 // Tags returns the entity's tags.
 func (e *Entity) Tags() []string {
 	if e.data != nil {
