@@ -4,8 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,6 +35,8 @@ func (s *Server) configApply(w http.ResponseWriter, r *http.Request) {
 	if b, ok := s.cfg.Store.(busyMarker); ok {
 		defer b.Busy()()
 	}
+	ph := startPhases()
+	defer ph.log("slow config")
 	body, err := configBody(r)
 	if err != nil {
 		message(w, 400, err.Error())
@@ -44,7 +48,9 @@ func (s *Server) configApply(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 400, map[string]any{"code": 14, "name": "invalid declarative configuration", "message": err.Error()})
 		return
 	}
+	ph.mark("parse")
 	items, selectTags, problems := declarative.Load(doc)
+	ph.mark("load")
 	if len(problems) > 0 {
 		writeJSON(w, 400, declarativeError(problems, flatten))
 		return
@@ -94,8 +100,10 @@ func (s *Server) configApply(w http.ResponseWriter, r *http.Request) {
 		message(w, 500, "An unexpected error occurred")
 		return
 	}
+	ph.mark("commands")
 	changes, at, ferr, release := s.cfg.Store.PlanBatch(cur, now, payload)
 	defer release()
+	ph.mark("plan")
 	if ferr != nil {
 		// Kong lists every invalid entity, the fold stops at the first:
 		// the fields of all of them are checked now, and only now (on a
@@ -171,32 +179,116 @@ func (s *Server) configApply(w http.ResponseWriter, r *http.Request) {
 	hash := sha256.Sum256(body)
 	w.Header().Set("X-Gatehouse-Config-Hash", hex.EncodeToString(hash[:16]))
 	index := cur.Index
+	var res *fsm.Result
 	if len(cmds) > 0 {
-		res, ok := s.appendRequestEvent(w, r, &log.Event{Type: log.TypeBatch, Time: now, Op: "config",
+		var ok bool
+		res, ok = s.appendRequestEvent(w, r, &log.Event{Type: log.TypeBatch, Time: now, Op: "config",
 			Entity: "config", Payload: payload})
 		if !ok {
 			return
 		}
 		index = res.Index
+		ph.mark("append")
 	} else if q := r.URL.Query().Get("check_hash"); q == "1" || q == "true" {
 		w.Header().Set("X-Gatehouse-Config-Index", strconv.FormatUint(index, 10))
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
 	w.Header().Set("X-Gatehouse-Config-Index", strconv.FormatUint(index, 10))
-	// Kong answers with the entities it loaded, by entity name.
+	// Kong answers with the entities it loaded, by entity name. When the
+	// apply took the plan, they are the plan's: looking 200,000 of them
+	// up in a state of millions was most of a second.
 	st, err := s.cfg.Store.StateAt(index)
 	if err != nil || st.Index < index {
 		st = s.cfg.Store.State()
 	}
-	out := map[string]any{}
-	for _, it := range items {
-		if e := st.Get(it.Kind, it.Data["id"].(string)); e != nil {
-			list, _ := out[it.Kind].([]any)
-			out[it.Kind] = append(list, render(st, e))
+	var planned []fsm.Change
+	if fsm.PlanApplied(changes, res) {
+		planned = changes
+	}
+	loaded := make([]*fsm.Entity, len(items))
+	next := 0 // the changes follow the commands, the deletes first
+	for i, it := range items {
+		id := it.Data["id"].(string)
+		for j := next; j < min(next+64, len(planned)); j++ {
+			if c := planned[j]; c.After != nil && c.ID == id && c.Kind == it.Kind {
+				loaded[i], next = c.After, j+1
+				break
+			}
+		}
+		if loaded[i] == nil {
+			loaded[i] = st.Get(it.Kind, id)
 		}
 	}
-	writeJSONSized(w, 201, out, 320*len(items))
+	b, err := loadedJSON(make([]byte, 0, 320*len(items)), st, items, loaded)
+	if err != nil {
+		message(w, 500, "An unexpected error occurred")
+		return
+	}
+	writeJSONBytes(w, 201, b)
+	ph.mark("answer")
+}
+
+// loadedJSON appends {"<kind>": [entity, ...], ...}: the entities
+// loaded (items[i] as loaded[i], nil if gone), by kind in name order,
+// each kind's in document order.
+func loadedJSON(b []byte, st *fsm.State, items []declarative.Item, loaded []*fsm.Entity) ([]byte, error) {
+	var kinds []string
+	for i, it := range items {
+		if loaded[i] != nil && !slices.Contains(kinds, it.Kind) {
+			kinds = append(kinds, it.Kind)
+		}
+	}
+	sort.Strings(kinds)
+	b = append(b, '{')
+	for k, kind := range kinds {
+		if k > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendQuote(b, kind) // a kind is a plain identifier
+		b = append(b, ':', '[')
+		first := true
+		for i, it := range items {
+			if it.Kind != kind || loaded[i] == nil {
+				continue
+			}
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			var err error
+			if b, err = appendRendered(b, st, loaded[i]); err != nil {
+				return nil, err
+			}
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}'), nil
+}
+
+// phases times the steps of a long request, for one log line that says
+// where its time went.
+type phases struct {
+	start, last time.Time
+	attrs       []any
+}
+
+func startPhases() *phases {
+	now := time.Now()
+	return &phases{start: now, last: now}
+}
+
+func (p *phases) mark(step string) {
+	now := time.Now()
+	p.attrs = append(p.attrs, step, now.Sub(p.last).Round(time.Millisecond))
+	p.last = now
+}
+
+// log writes the line if the request took over a second.
+func (p *phases) log(msg string) {
+	if d := time.Since(p.start); d > time.Second {
+		slog.Info(msg, append(p.attrs, "total", d.Round(time.Millisecond))...)
+	}
 }
 
 // checkFields is what is wrong with each item's own fields.

@@ -184,6 +184,20 @@ func render(st *fsm.State, e *fsm.Entity) map[string]any {
 	return e.Data()
 }
 
+// appendRendered appends render(st, e)'s JSON: for most entities, their
+// Data as it is, written from the entity's encoding without a map.
+func appendRendered(b []byte, st *fsm.State, e *fsm.Entity) ([]byte, error) {
+	switch v := e.View.(type) {
+	case *fsm.KeyAuth:
+		if v.ExpiresAt != 0 {
+			return log.AppendJSON(b, render(st, e))
+		}
+	case *fsm.Admin, *fsm.Certificate:
+		return log.AppendJSON(b, render(st, e))
+	}
+	return e.AppendJSON(b)
+}
+
 func refID(d map[string]any, f string) string {
 	m, _ := d[f].(map[string]any)
 	id, _ := m["id"].(string)

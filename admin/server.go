@@ -203,6 +203,11 @@ func writeJSONSized(w http.ResponseWriter, status int, v any, hint int) {
 		status = 500
 		b = []byte(`{"message":"An unexpected error occurred"}`)
 	}
+	writeJSONBytes(w, status, b)
+}
+
+// writeJSONBytes answers with b, a JSON document.
+func writeJSONBytes(w http.ResponseWriter, status int, b []byte) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)

@@ -58,6 +58,23 @@ func (m *Machine) PlanBatch(base *State, now int64, payload []byte) (changes []C
 	}
 }
 
+// PlanApplied reports whether the batch event whose apply gave res took
+// the plan that gave changes: its changes' entities are then the ones
+// published, and the caller may read them instead of looking them up.
+// An apply that takes a plan answers with one of the plan's entities
+// (lastWritten); one that folds again makes entities of its own.
+func PlanApplied(changes []Change, res *Result) bool {
+	if res == nil || res.Entity == nil {
+		return false
+	}
+	for i := len(changes) - 1; i >= 0; i-- {
+		if changes[i].After == res.Entity {
+			return true
+		}
+	}
+	return false
+}
+
 // takePlan returns the plan for folding the batch ev into s, if one was
 // made for exactly that, and forgets it.
 func (m *Machine) takePlan(s *State, ev *log.Event) *plannedBatch {
