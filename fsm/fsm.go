@@ -1022,19 +1022,14 @@ func bulkIndex(t *txn, all [][]indexKeys) {
 		// Duplicates (only in a hand-made snapshot) end as indexing one
 		// by one left them: the last one wins. A stable sort did that in
 		// twice the time of this one.
-		uniq = sortInHalves(uniq, func(a, b pair) int {
-			if c := strings.Compare(a.key, b.key); c != 0 {
-				return c
-			}
-			return a.seq - b.seq
-		})
+		uniq = sortByKey(uniq, 2, func(u *pair) string { return u.key }, func(a, b *pair) int { return a.seq - b.seq })
 		for _, u := range uniq {
 			t.unique.Load(u.key, u.id)
 		}
 	}()
 	go func() {
 		defer wg.Done()
-		slices.Sort(kids)
+		kids = sortByKey(kids, 1, func(k *string) string { return *k }, func(a, b *string) int { return 0 })
 		for _, c := range kids {
 			t.children.Load(c, struct{}{})
 		}
