@@ -69,6 +69,7 @@ func (w *historyWriter) submit(j historyJob) {
 	}
 	if w.closed {
 		w.mu.Unlock()
+		<-w.exited // after the writer's last commit, which precedes this one
 		w.commit([]historyJob{j})
 		return
 	}
