@@ -78,7 +78,8 @@ type Machine struct {
 
 // New creates a machine over history with the given plugin registry.
 func New(history *log.History, plugins PluginRegistry) *Machine {
-	m := &Machine{fold: Fold{Plugins: plugins}, history: history, writer: newHistoryWriter(history), notify: make(chan struct{})}
+	m := &Machine{fold: Fold{Plugins: plugins}, history: history, notify: make(chan struct{})}
+	m.writer = newHistoryWriter(history, m.Busy)
 	m.state.Store(Empty())
 	m.warmDone = make(chan struct{})
 	close(m.warmDone)
@@ -590,6 +591,10 @@ func (sr *snapReader) bytes() ([]byte, error) {
 // checked before anything is restored from it). It reads only immutable
 // data, so it may run concurrently with applies.
 func (m *Machine) Persist(s *State, w io.Writer) error {
+	// A snapshot keeps s alive (the whole state before a rebuild) and
+	// maps the history into the resident set while it dumps it: the
+	// collection after bulk changes waits for it to end.
+	defer m.Busy()()
 	// Raft may drop its log up to s once this returns: the history must
 	// hold it, on disk.
 	if err := m.hist().Sync(); err != nil {

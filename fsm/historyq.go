@@ -23,6 +23,10 @@ import (
 // (the audit log, time travel, a backup).
 type historyWriter struct {
 	h *log.History
+	// busy marks a bulk job's commit as bulk work, so the collection
+	// after bulk changes (collect.go) waits for it: the job's records
+	// and bbolt's buffers are a few hundred megabytes until it ends.
+	busy func() (done func())
 
 	mu      sync.Mutex
 	cond    sync.Cond // signalled on a new job, a finished commit, close
@@ -50,8 +54,8 @@ type historyJob struct {
 // that far behind, instead of holding ever more records in memory.
 const maxPendingJobs = 256
 
-func newHistoryWriter(h *log.History) *historyWriter {
-	w := &historyWriter{h: h, exited: make(chan struct{})}
+func newHistoryWriter(h *log.History, busy func() func()) *historyWriter {
+	w := &historyWriter{h: h, busy: busy, exited: make(chan struct{})}
 	w.cond.L = &w.mu
 	go w.run()
 	return w
@@ -141,6 +145,9 @@ func (w *historyWriter) commit(jobs []historyJob) {
 		}
 		recs = append(recs, j.recs...)
 		versions = append(versions, j.versions...)
+	}
+	if len(versions) >= bulkChanges && w.busy != nil {
+		defer w.busy()()
 	}
 	if err := w.h.Commit(recs, versions); err != nil {
 		// The Raft log still holds these events; a restart replays them

@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"path/filepath"
 	"testing"
 	"time"
@@ -143,5 +144,33 @@ func TestHistoryCloseCommitsTheQueue(t *testing.T) {
 	applyCmd(m, 21, 21, &Command{Op: "create", Kind: Consumers, NewID: id1, Body: map[string]any{"username": "late"}})
 	if rec, _ := h.Get(21); rec == nil {
 		t.Fatal("an apply after Close left no record")
+	}
+}
+
+// A snapshot holds the state it writes and maps the history while it
+// dumps it: the collection after bulk changes waits for it to end.
+func TestCollectionWaitsForASnapshot(t *testing.T) {
+	defer func(q time.Duration) { bulkQuiet = q }(bulkQuiet)
+	bulkQuiet = 300 * time.Millisecond
+	m := testMachine(t)
+	applyCmd(m, 1, 1, &Command{Op: "create", Kind: Consumers, NewID: id1, Body: map[string]any{"username": "u"}})
+	// The snapshot waits for a queued commit, stalled here, so it is
+	// still running when the collection comes due.
+	m.writer.stall.Lock()
+	applyCmd(m, 2, 2, &Command{Op: "create", Kind: Consumers, NewID: id2, Body: map[string]any{"username": "v"}})
+	persisted := make(chan error, 1)
+	go func() { persisted <- m.Persist(m.State(), io.Discard) }()
+	time.Sleep(50 * time.Millisecond) // the snapshot has started
+	m.collect.bulk()
+	if n := waitRuns(&m.collect, 1, bulkQuiet+time.Second); n != 0 {
+		m.writer.stall.Unlock()
+		t.Fatalf("collected %d times while a snapshot was being written", n)
+	}
+	m.writer.stall.Unlock()
+	if err := <-persisted; err != nil {
+		t.Fatal(err)
+	}
+	if n := waitRuns(&m.collect, 1, bulkQuiet+5*time.Second); n != 1 {
+		t.Fatalf("collected %d times after the snapshot, want 1", n)
 	}
 }
