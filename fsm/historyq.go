@@ -116,8 +116,8 @@ func (w *historyWriter) run() {
 		if len(jobs) == 0 {
 			return // closed, and nothing left
 		}
-		// Jobs that queued up meanwhile are one transaction: a commit
-		// costs about the same for one small record as for fifty.
+		// Jobs that queued up meanwhile go in one transaction, as the
+		// entries of one Raft batch always did.
 		w.stall.RLock()
 		w.commit(jobs)
 		w.stall.RUnlock()
