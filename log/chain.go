@@ -59,12 +59,16 @@ func RowOf(r *Record) Row {
 
 // ComputeHash returns the chain hash of a row: SHA-256 of its JSON form
 // without the hash itself. Anyone can recompute it from an export.
-func (row Row) ComputeHash() string { return row.computeHash(0) }
+func (row Row) ComputeHash() string {
+	h, _ := row.hashWith(nil)
+	return h
+}
 
-// computeHash is ComputeHash with the JSON built in a buffer of size hint.
-func (row Row) computeHash(hint int) string {
+// hashWith is ComputeHash with the JSON built in buf, which it returns
+// (grown if need be) for the caller's next use.
+func (row Row) hashWith(buf []byte) (string, []byte) {
 	row.Hash = ""
-	b, _ := AppendJSON(make([]byte, 0, hint), row)
+	b, _ := AppendJSON(buf[:0], row)
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	return hex.EncodeToString(sum[:]), b
 }

@@ -295,9 +295,13 @@ func (h *History) Commit(recs []*Record, versions []Version) error {
 			}
 			r.PrevHash = prev
 			r.Hash = ""
-			hint := sizeHint(r)
-			r.Hash = RowOf(r).computeHash(hint)
-			v, err := AppendMsgpack(make([]byte, 0, hint), r)
+			// One buffer for the row's JSON, which is hashed and dropped,
+			// then for the record as stored (bbolt keeps that one until
+			// the commit, so each record has its own). A declarative
+			// load's record made two of over 100 MB each.
+			var buf []byte
+			r.Hash, buf = RowOf(r).hashWith(make([]byte, 0, sizeHint(r)))
+			v, err := AppendMsgpack(buf[:0], r)
 			if err != nil {
 				return fmt.Errorf("encode history record %d: %w", r.Event.Index, err)
 			}
