@@ -152,6 +152,9 @@ func visible(e *fsm.Entity) bool {
 // render returns the JSON shape of e; a credential's ttl is shown as the
 // seconds it has left, as Kong does.
 func render(st *fsm.State, e *fsm.Entity) map[string]any {
+	if shownAsStored(e) {
+		return e.Data()
+	}
 	copyData := func() map[string]any {
 		d := e.Data()
 		out := make(map[string]any, len(d))
@@ -162,15 +165,13 @@ func render(st *fsm.State, e *fsm.Entity) map[string]any {
 	}
 	switch v := e.View.(type) {
 	case *fsm.KeyAuth:
-		if v.ExpiresAt != 0 {
-			out := copyData()
-			// Whole seconds left, rounded down as Kong's databases do:
-			// a credential read right after it was created with ttl 10
-			// has 9 left.
-			left := float64(v.ExpiresAt) - float64(time.Now().UnixNano())/1e9
-			out["ttl"] = max(int64(math.Floor(left)), 0)
-			return out
-		}
+		out := copyData()
+		// Whole seconds left, rounded down as Kong's databases do: a
+		// credential read right after it was created with ttl 10 has 9
+		// left.
+		left := float64(v.ExpiresAt) - float64(time.Now().UnixNano())/1e9
+		out["ttl"] = max(int64(math.Floor(left)), 0)
+		return out
 	case *fsm.Admin:
 		out := copyData()
 		delete(out, "token_hash") // never shown, even hashed
@@ -184,18 +185,26 @@ func render(st *fsm.State, e *fsm.Entity) map[string]any {
 	return e.Data()
 }
 
-// appendRendered appends render(st, e)'s JSON: for most entities, their
-// Data as it is, written from the entity's encoding without a map.
-func appendRendered(b []byte, st *fsm.State, e *fsm.Entity) ([]byte, error) {
+// shownAsStored reports whether render shows e's Data as it is: all but
+// expiring keys (their ttl left), admins (no token hash) and
+// certificates (their SNIs).
+func shownAsStored(e *fsm.Entity) bool {
 	switch v := e.View.(type) {
 	case *fsm.KeyAuth:
-		if v.ExpiresAt != 0 {
-			return log.AppendJSON(b, render(st, e))
-		}
+		return v.ExpiresAt == 0
 	case *fsm.Admin, *fsm.Certificate:
-		return log.AppendJSON(b, render(st, e))
+		return false
 	}
-	return e.AppendJSON(b)
+	return true
+}
+
+// appendRendered appends render(st, e)'s JSON, for most entities written
+// from the entity's encoding without a map.
+func appendRendered(b []byte, st *fsm.State, e *fsm.Entity) ([]byte, error) {
+	if shownAsStored(e) {
+		return e.AppendJSON(b)
+	}
+	return log.AppendJSON(b, render(st, e))
 }
 
 func refID(d map[string]any, f string) string {

@@ -114,6 +114,21 @@ func TestRestartAfterSnapshot(t *testing.T) {
 	})
 }
 
+// consumerBatch is a declarative document of n consumers with a key
+// each, managed under the select tag <prefix>-<b>, so batches add up.
+func consumerBatch(prefix string, b, n int) []byte {
+	var doc strings.Builder
+	fmt.Fprintf(&doc, `{"_format_version": "3.0", "_info": {"select_tags": ["%s-%d"]}, "consumers": [`, prefix, b)
+	for i := range n {
+		if i > 0 {
+			doc.WriteString(",")
+		}
+		fmt.Fprintf(&doc, `{"username": "%s-%d-%d", "keyauth_credentials": [{"key": "%s-key-%d-%d"}]}`, prefix, b, i, prefix, b, i)
+	}
+	doc.WriteString("]}")
+	return []byte(doc.String())
+}
+
 // TestSnapshotAfterBulkWrites: a few large declarative configs are few
 // entries but many bytes; past --raft-snapshot-bytes every node snapshots
 // without waiting for the entry threshold, so a restart does not fold
@@ -123,16 +138,7 @@ func TestSnapshotAfterBulkWrites(t *testing.T) {
 	c := startCluster(t, "--raft-snapshot-bytes", "200000")
 	leader := c.waitLeader(t, c.nodes...)
 	for b := range 3 {
-		var doc strings.Builder
-		fmt.Fprintf(&doc, `{"_format_version": "3.0", "_info": {"select_tags": ["bulk-%d"]}, "consumers": [`, b)
-		for i := range 1000 {
-			if i > 0 {
-				doc.WriteString(",")
-			}
-			fmt.Fprintf(&doc, `{"username": "bulk-%d-%d", "keyauth_credentials": [{"key": "bulk-key-%d-%d"}]}`, b, i, b, i)
-		}
-		doc.WriteString("]}")
-		r := harness.Raw(t, http.MethodPost, leader.Admin("/config"), "application/json", []byte(doc.String()))
+		r := harness.Raw(t, http.MethodPost, leader.Admin("/config"), "application/json", consumerBatch("bulk", b, 1000))
 		harness.ExpectStatus(t, r, http.StatusCreated)
 	}
 	for _, n := range c.nodes {
@@ -151,29 +157,19 @@ func TestSnapshotWaitsForBulkWritesToPause(t *testing.T) {
 	for b := range 3 {
 		// 4,000 consumers and their keys: an entry of about 1.5 MB, over
 		// the 1 MiB that marks bulk work.
-		var doc strings.Builder
-		fmt.Fprintf(&doc, `{"_format_version": "3.0", "_info": {"select_tags": ["pause-%d"]}, "consumers": [`, b)
-		for i := range 4000 {
-			if i > 0 {
-				doc.WriteString(",")
-			}
-			fmt.Fprintf(&doc, `{"username": "pause-%d-%d", "keyauth_credentials": [{"key": "pause-key-%d-%d"}]}`, b, i, b, i)
-		}
-		doc.WriteString("]}")
-		r := harness.Raw(t, http.MethodPost, n.Admin("/config"), "application/json", []byte(doc.String()))
+		r := harness.Raw(t, http.MethodPost, n.Admin("/config"), "application/json", consumerBatch("pause", b, 4000))
 		harness.ExpectStatus(t, r, http.StatusCreated)
-		i, err := strconv.ParseUint(r.Header.Get("X-Gatehouse-Config-Index"), 10, 64)
-		if err != nil {
-			t.Fatalf("config index: %v", err)
-		}
-		last = i
+		last = r.ConfigIndex(t)
 	}
 	dirs := waitNewSnapshot(t, n, nil)
 	// Raft names a snapshot term-index-time; it keeps the last two.
 	for _, d := range dirs {
 		parts := strings.Split(d, "-")
+		if len(parts) < 3 {
+			t.Fatalf("snapshot directory %q is not term-index-time", d)
+		}
 		i, err := strconv.ParseUint(parts[1], 10, 64)
-		if err != nil || len(parts) < 3 {
+		if err != nil {
 			t.Fatalf("snapshot directory %q: %v", d, err)
 		}
 		if i < last {
