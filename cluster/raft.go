@@ -175,7 +175,7 @@ func Open(cfg Config, m *fsm.Machine) (*Node, error) {
 	// The recent entries are kept decoded in memory, as Consul does,
 	// within 64 MiB (logcache.go says why).
 	logs := newLogCache(64, 64<<20, bulk)
-	ad := &adapter{m: m, snapshotBytes: cfg.SnapshotBytes}
+	ad := &adapter{m: m, snapshotBytes: cfg.SnapshotBytes, bulkRunning: m.BulkRunning}
 	if ad.snapshotBytes <= 0 {
 		ad.snapshotBytes = 64 << 20
 	}
@@ -315,17 +315,22 @@ type adapter struct {
 	snapshotBytes int64
 	snapping      atomic.Bool
 
-	lastBulk  atomic.Int64 // when an entry of bulkEntry bytes or more last applied (UnixNano)
-	quietMu   sync.Mutex
-	quietWait *time.Timer // for the pause after bulk entries
+	lastBulk atomic.Int64 // when an entry of bulkEntry bytes or more last applied (UnixNano)
+	// bulkRunning reports a declarative load being validated (m's).
+	bulkRunning func() bool
+	quietMu     sync.Mutex
+	quietWait   *time.Timer // for the pause after bulk entries
 }
 
 // A snapshot that the bytes applied ask for waits for bulk entries to
-// pause for snapshotQuiet, unless snapshotDefer times snapshotBytes are
-// waiting. Each snapshot writes the whole state and history: at 1,000,000
-// consumers, gigabytes and about 3 s of CPU, taken every other batch of a
-// load in batches (37 MB each) while the load shared the two cores with
-// it. The cap bounds what a restart after a crash mid-load folds again.
+// pause for snapshotQuiet, and for the machine to finish validating a
+// declarative load (its entry is on its way), unless snapshotDefer times
+// snapshotBytes are waiting. Each snapshot writes the whole state and
+// history: at 1,000,000 consumers, gigabytes and about 3 s of CPU, taken
+// every other batch of a load in batches (37 MB each) while the load
+// shared the two cores with it. The pause alone was not enough: a batch
+// of 100,000 consumers takes longer than it to validate. The cap bounds
+// what a restart after a crash mid-load folds again.
 const (
 	bulkEntry     = 1 << 20
 	snapshotQuiet = 2 * time.Second
@@ -369,11 +374,11 @@ func (a *adapter) ApplyBatch(logs []*raft.Log) []any {
 // wait for one, after the pause in bulk entries the constants above
 // describe; before it, it sets a timer to ask again.
 func (a *adapter) maybeSnapshot() {
-	n := a.unsnapshotted.Load()
-	if n <= a.snapshotBytes {
+	wait, due := a.snapshotDue(time.Now())
+	if !due {
 		return
 	}
-	if wait := snapshotQuiet - time.Since(time.Unix(0, a.lastBulk.Load())); wait > 0 && n <= snapshotDefer*a.snapshotBytes {
+	if wait > 0 {
 		a.quietMu.Lock()
 		defer a.quietMu.Unlock()
 		if a.quietWait == nil {
@@ -396,6 +401,23 @@ func (a *adapter) maybeSnapshot() {
 			slog.Warn("snapshot after bulk writes failed", "err", err)
 		}
 	}()
+}
+
+// snapshotDue reports whether the bytes applied ask for a snapshot, and
+// how long it should wait for bulk work to pause first.
+func (a *adapter) snapshotDue(now time.Time) (wait time.Duration, due bool) {
+	n := a.unsnapshotted.Load()
+	if n <= a.snapshotBytes {
+		return 0, false
+	}
+	if n > snapshotDefer*a.snapshotBytes {
+		return 0, true
+	}
+	if a.bulkRunning != nil && a.bulkRunning() {
+		// The next batch is being validated: its entry follows.
+		return snapshotQuiet, true
+	}
+	return max(0, snapshotQuiet-now.Sub(time.Unix(0, a.lastBulk.Load()))), true
 }
 
 func (a *adapter) Snapshot() (raft.FSMSnapshot, error) {

@@ -38,7 +38,8 @@ var bulkQuiet = 5 * time.Second
 
 type collector struct {
 	mu      sync.Mutex
-	busy    int  // bulk operations running outside the machine
+	busy    int  // bulk operations running (snapshots and history commits too)
+	outside int  // of those, the ones outside the machine
 	pending bool // bulk changes not yet collected
 	timer   *time.Timer
 	// folded counts the changes of bulk folds since the state was last
@@ -53,10 +54,27 @@ type collector struct {
 // Busy marks a bulk operation outside the machine (a declarative load's
 // validation) as running until the returned function is called, so that
 // the collection after bulk changes waits for it.
-func (m *Machine) Busy() (done func()) {
-	c := &m.collect
+func (m *Machine) Busy() (done func()) { return m.collect.hold(true) }
+
+// BulkRunning reports whether a bulk operation outside the machine is
+// running: a declarative load being validated, whose event is on its
+// way. The snapshot that applied bytes ask for waits for it too
+// (cluster/raft.go).
+func (m *Machine) BulkRunning() bool {
+	m.collect.mu.Lock()
+	defer m.collect.mu.Unlock()
+	return m.collect.outside > 0
+}
+
+// hold marks bulk work as running until the returned function is called.
+func (c *collector) hold(outside bool) (done func()) {
+	n := 0
+	if outside {
+		n = 1
+	}
 	c.mu.Lock()
 	c.busy++
+	c.outside += n
 	if c.timer != nil {
 		c.timer.Stop()
 	}
@@ -67,6 +85,7 @@ func (m *Machine) Busy() (done func()) {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			c.busy--
+			c.outside -= n
 			c.armLocked()
 		})
 	}
