@@ -79,7 +79,7 @@ type Machine struct {
 // New creates a machine over history with the given plugin registry.
 func New(history *log.History, plugins PluginRegistry) *Machine {
 	m := &Machine{fold: Fold{Plugins: plugins}, history: history, notify: make(chan struct{})}
-	m.writer = newHistoryWriter(history, m.Busy)
+	m.writer = newHistoryWriter(history, func() func() { return m.collect.hold(false) })
 	m.state.Store(Empty())
 	m.warmDone = make(chan struct{})
 	close(m.warmDone)
@@ -155,18 +155,13 @@ func (m *Machine) ApplyBatch(entries []Entry) []*Result {
 	prev := m.state.Load()
 	s := prev
 	results := make([]*Result, len(entries))
-	recs := make([]*log.Record, 0, len(entries))
+	hist := make([]historyEntry, 0, len(entries))
 	var changes []Change
-	var versions []log.Version
 	for i, en := range entries {
 		res, rec, next, ch := m.applyOne(s, en, true)
 		results[i] = res
 		if rec != nil {
-			recs = append(recs, rec)
-			var err error
-			if versions, err = versionsOf(&rec.Event, next, ch, versions); err != nil {
-				slog.Error("time-travel version", "index", en.Index, "err", err)
-			}
+			hist = append(hist, historyEntry{rec: rec, next: next, changes: ch, afters: fieldsAfter(ch), salt: s.salt})
 		}
 		for _, c := range ch {
 			if c.After != nil {
@@ -181,7 +176,7 @@ func (m *Machine) ApplyBatch(entries []Entry) []*Result {
 	fromStart := m.fromStart && prev.Index == 0
 	m.fromStart = false
 	tFold := time.Since(t0)
-	m.writer.submit(historyJob{recs: recs, versions: versions, fromStart: fromStart})
+	m.writer.submit(historyJob{entries: hist, fromStart: fromStart})
 	tHistory := time.Since(t0) - tFold // only when the writer is far behind
 	m.publish(Update{Prev: prev, Next: s, Changes: changes})
 	if len(changes) >= bulkChanges {
@@ -196,8 +191,10 @@ func (m *Machine) ApplyBatch(entries []Entry) []*Result {
 	return results
 }
 
-// applyOne folds one entry; audit says whether to build the history
-// record's change list (a time-travel replay throws records away).
+// applyOne folds one entry into s and returns its result, its history
+// record (without the change list, which describeChanges makes), the
+// state after it and its changes. audit is false for a time-travel
+// replay, which throws records away, and only quiets its log.
 func (m *Machine) applyOne(s *State, en Entry, audit bool) (*Result, *log.Record, *State, []Change) {
 	res := &Result{Index: en.Index}
 	ev, err := log.Decode(en.Data)
@@ -295,9 +292,6 @@ func (m *Machine) applyEvent(s *State, ev *log.Event, audit bool) (*Result, *log
 			rec.Outcome, rec.Error = "rejected", err.Error()
 			return res, rec, withIndex(s, en.Index), nil
 		}
-		if audit {
-			rec.Changes = restoreChanges(changes)
-		}
 		return res, rec, next, changes
 	}
 	var next *State
@@ -306,9 +300,6 @@ func (m *Machine) applyEvent(s *State, ev *log.Event, audit bool) (*Result, *log
 		if p := m.takePlan(s, ev); p != nil {
 			next, changes = withIndex(p.next, en.Index), p.changes
 			res.Entity = lastWritten(changes, p.lastKind)
-			if audit {
-				rec.Changes = auditChanges(changes, s.salt)
-			}
 			return res, rec, next, changes
 		}
 	}
@@ -329,9 +320,6 @@ func (m *Machine) applyEvent(s *State, ev *log.Event, audit bool) (*Result, *log
 	}
 	if len(cmds) > 0 {
 		res.Entity = lastWritten(changes, cmds[len(cmds)-1].Kind)
-	}
-	if audit {
-		rec.Changes = auditChanges(changes, s.salt)
 	}
 	return res, rec, next, changes
 }
@@ -594,7 +582,7 @@ func (m *Machine) Persist(s *State, w io.Writer) error {
 	// A snapshot keeps s alive (the whole state before a rebuild) and
 	// maps the history into the resident set while it dumps it: the
 	// collection after bulk changes waits for it to end.
-	defer m.Busy()()
+	defer m.collect.hold(false)()
 	// Raft may drop its log up to s once this returns: the history must
 	// hold it, on disk.
 	if err := m.hist().Sync(); err != nil {

@@ -174,3 +174,61 @@ func TestCollectionWaitsForASnapshot(t *testing.T) {
 		t.Fatalf("collected %d times after the snapshot, want 1", n)
 	}
 }
+
+// The writer describes each record's changes once the apply has sealed
+// its entities: creations whole, updates by the fields they changed,
+// deletions whole, secrets redacted, as they were when applied.
+func TestHistoryRecordsDescribeTheChanges(t *testing.T) {
+	m := testMachine(t)
+	m.writer.stall.Lock() // the three applies are sealed and published first
+	payload, err := EncodeBatch([]*Command{
+		{Op: "upsert", Kind: Consumers, Key: id1, NewID: id1, Body: map[string]any{"username": "alice"}},
+		{Op: "upsert", Kind: KeyAuths, Key: id2, NewID: id2, Body: map[string]any{"key": "secret-k1", "consumer": map[string]any{"id": id1}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := log.Encode(&log.Event{Type: log.TypeBatch, Time: 1e9, Op: "config", Entity: "config", Payload: payload})
+	if res := m.Apply(1, data); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	applyCmd(m, 2, 2e9, &Command{Op: "update", Kind: Consumers, Key: id1, Body: map[string]any{"tags": []any{"vip"}}})
+	applyCmd(m, 3, 3e9, &Command{Op: "delete", Kind: KeyAuths, Key: id2})
+	m.writer.stall.Unlock()
+
+	var recs []*log.Record
+	if err := m.History().Range(1, 3, func(r *log.Record) bool { recs = append(recs, r); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 3 {
+		t.Fatalf("%d records, want 3", len(recs))
+	}
+	want := []struct {
+		ops  []string
+		kind string
+	}{{[]string{"created", "created"}, ""}, {[]string{"updated"}, Consumers}, {[]string{"deleted"}, KeyAuths}}
+	for i, r := range recs {
+		var ops []string
+		for _, c := range r.Changes {
+			ops = append(ops, c.Op)
+		}
+		if fmt.Sprint(ops) != fmt.Sprint(want[i].ops) {
+			t.Fatalf("record %d: changes %v, want %v", i+1, ops, want[i].ops)
+		}
+	}
+	alice, key := recs[0].Changes[0].After, recs[0].Changes[1].After
+	if alice["username"] != "alice" || alice["id"] != id1 {
+		t.Errorf("the created consumer is recorded as %v", alice)
+	}
+	// Without a salt event (a cluster's first), a secret reads "redacted".
+	if k, _ := key["key"].(string); k == "secret-k1" || k == "" {
+		t.Errorf("the created key is recorded as %q, want it redacted", k)
+	}
+	up := recs[1].Changes[0]
+	if _, ok := up.After["username"]; ok || fmt.Sprint(up.After["tags"]) != "[vip]" || up.Before["tags"] != nil {
+		t.Errorf("the update is recorded as %v -> %v, want only what changed", up.Before, up.After)
+	}
+	if k, _ := recs[2].Changes[0].Before["key"].(string); k != key["key"] {
+		t.Errorf("the deleted key is recorded as %q, want %q", k, key["key"])
+	}
+}

@@ -683,27 +683,67 @@ func HMAC(salt []byte, v string) string {
 	return "hmac-sha256:" + hex.EncodeToString(h.Sum(nil))
 }
 
+// describeChanges is the change list of a history record of type ty: a
+// restore's names the entities it touched, any other's is auditChanges.
+func describeChanges(ty log.Type, changes []Change, afters []map[string]any, salt []byte) []log.Change {
+	if len(changes) == 0 {
+		return nil
+	}
+	if ty == log.TypeRestore {
+		return restoreChanges(changes)
+	}
+	return auditChanges(changes, afters, salt)
+}
+
+// fieldsAfter returns each change's entity fields after it, as the fold
+// left them (nil where it kept none): taken before the apply seals the
+// entities, so that describing the changes later need not decode them.
+// The maps are only read from then on.
+func fieldsAfter(changes []Change) []map[string]any {
+	if len(changes) == 0 {
+		return nil
+	}
+	out := make([]map[string]any, len(changes))
+	for i, c := range changes {
+		if c.After != nil {
+			out[i] = c.After.data
+		}
+	}
+	return out
+}
+
 // auditChanges is what the history records of an event's changes: whole
 // entities for creations and deletions, changed fields for updates, all
-// redacted. A batch touching an entity twice records each step.
-func auditChanges(changes []Change, salt []byte) []log.Change {
+// redacted. A batch touching an entity twice records each step. afters,
+// when not nil, holds each change's fields after it (fieldsAfter).
+func auditChanges(changes []Change, afters []map[string]any, salt []byte) []log.Change {
 	if len(changes) == 0 {
 		return nil
 	}
 	out := make([]log.Change, 0, len(changes))
-	for _, c := range changes {
+	for i, c := range changes {
 		lc := log.Change{EntityType: c.Kind, EntityID: c.ID}
+		var after map[string]any
+		if c.After != nil {
+			if afters != nil {
+				after = afters[i]
+			}
+			if after == nil {
+				after = c.After.Data()
+			}
+		}
 		switch {
 		case c.Before == nil:
 			lc.Op = "created"
-			lc.After = Redact(c.Kind, c.After.Data(), salt)
+			lc.After = Redact(c.Kind, after, salt)
 		case c.After == nil:
 			lc.Op = "deleted"
 			lc.Before = Redact(c.Kind, c.Before.Data(), salt)
 		default:
 			lc.Op = "updated"
-			fields := ChangedFields(c.Before.Data(), c.After.Data())
-			b, a := Redact(c.Kind, c.Before.Data(), salt), Redact(c.Kind, c.After.Data(), salt)
+			before := c.Before.Data()
+			fields := ChangedFields(before, after)
+			b, a := Redact(c.Kind, before, salt), Redact(c.Kind, after, salt)
 			lc.Before, lc.After = make(map[string]any, len(fields)), make(map[string]any, len(fields))
 			for _, f := range fields {
 				lc.Before[f], lc.After[f] = b[f], a[f]
