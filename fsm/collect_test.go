@@ -1,6 +1,8 @@
 package fsm
 
 import (
+	"math"
+	"runtime/debug"
 	"testing"
 	"time"
 )
@@ -84,4 +86,53 @@ func TestStaleRebuildKeepsItsChanges(t *testing.T) {
 	}
 	replies <- false
 	waitRuns(&c, 3, 10*time.Second)
+}
+
+func gcPercent() int {
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	return p
+}
+
+// While bulk work runs, the collector's target is raised, under a soft
+// memory limit when none is set; once the work has ended and been
+// collected (or changed nothing), both are as before. GOGC=off stays off.
+func TestBulkWorkRaisesTheCollectorsTarget(t *testing.T) {
+	defer func(q time.Duration) { bulkQuiet = q }(bulkQuiet)
+	bulkQuiet = 200 * time.Millisecond
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
+	m := testMachine(t)
+
+	done := m.Busy() // a declarative load being validated
+	if p := gcPercent(); p != bulkGCPercent {
+		t.Errorf("GC percent %d during a validation, want %d", p, bulkGCPercent)
+	}
+	if l := debug.SetMemoryLimit(-1); l == math.MaxInt64 || l <= 0 {
+		t.Errorf("no memory limit while the target is raised (%d)", l)
+	}
+	done() // rejected: nothing to collect
+	if p, l := gcPercent(), debug.SetMemoryLimit(-1); p != 100 || l != math.MaxInt64 {
+		t.Errorf("after a validation that changed nothing: GC percent %d, limit %d; want 100, none", p, l)
+	}
+
+	done = m.Busy()
+	m.collect.bulkFold(bulkChanges) // its apply
+	done()
+	if p := gcPercent(); p != bulkGCPercent {
+		t.Errorf("GC percent %d before the collection, want %d", p, bulkGCPercent)
+	}
+	if n := waitRuns(&m.collect, 1, bulkQuiet+5*time.Second); n != 1 {
+		t.Fatalf("%d collections, want 1", n)
+	}
+	if p, l := gcPercent(), debug.SetMemoryLimit(-1); p != 100 || l != math.MaxInt64 {
+		t.Errorf("after the collection: GC percent %d, limit %d; want 100, none", p, l)
+	}
+
+	debug.SetGCPercent(-1)
+	done = m.Busy()
+	if p := gcPercent(); p != -1 {
+		t.Errorf("GOGC=off became %d during bulk work", p)
+	}
+	done()
 }

@@ -823,6 +823,8 @@ func (m *Machine) Restore(r io.Reader) error {
 		return fmt.Errorf("unsupported snapshot version %d", h.Version)
 	}
 	t0 := time.Now()
+	m.collect.boost()
+	defer m.collect.bulk() // also after a failed one: its garbage is as large
 	t := m.fold.begin(Empty())
 	if err := m.restoreEntities(dec, h.Version, t, h.Canonical); err != nil {
 		return err
@@ -858,7 +860,6 @@ func (m *Machine) Restore(r io.Reader) error {
 		"entities_took", tEntities.Round(time.Millisecond), "history_took", tHistory.Round(time.Millisecond),
 		"total", time.Since(t0).Round(time.Millisecond))
 	m.warmInBackground()
-	m.collect.bulk()
 	return nil
 }
 
