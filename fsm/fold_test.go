@@ -676,3 +676,26 @@ func TestRewritingAnExpiredCredentialReplacesItOnce(t *testing.T) {
 		t.Fatal("the credential outlived its consumer")
 	}
 }
+
+// An id names one entity: a create reusing one is Kong's primary key
+// violation; an upsert by id (in any case) rewrites its entity, and by a
+// free id creates one with it.
+func TestIdsNameOneEntity(t *testing.T) {
+	f := &Fold{}
+	s := apply(t, f, Empty(), &Command{Op: "create", Kind: Consumers, NewID: id1, Body: map[string]any{"username": "ann"}})
+	_, _, err := f.Apply(s, 2, 0, &Command{Op: "create", Kind: Consumers, NewID: id2, Body: map[string]any{"id": id1, "username": "bob"}})
+	if err == nil || err.Status != 409 || err.Name != "primary key violation" {
+		t.Fatalf("a create with a taken id: %+v", err)
+	}
+	s = apply(t, f, s, &Command{Op: "upsert", Kind: Consumers, Key: strings.ToUpper(id1), NewID: id3, Body: map[string]any{"username": "ann2"}})
+	if e := s.Get(Consumers, id1); e == nil || str(e.Data(), "username") != "ann2" || s.Get(Consumers, id3) != nil {
+		t.Fatalf("an upsert by an existing id did not rewrite it: %v", e)
+	}
+	s = apply(t, f, s, &Command{Op: "upsert", Kind: Consumers, Key: id2, NewID: id3, Body: map[string]any{"username": "bob"}})
+	if e := s.Get(Consumers, id2); e == nil || str(e.Data(), "username") != "bob" || s.Get(Consumers, id3) != nil {
+		t.Fatalf("an upsert by a free id did not create it with that id: %v", e)
+	}
+	if n := s.entities.Len(); n != 2 {
+		t.Fatalf("%d entities, want 2", n)
+	}
+}
