@@ -23,6 +23,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/gatehouse-gw/gatehouse/fsm/keytree"
 	"github.com/gatehouse-gw/gatehouse/log"
 )
 
@@ -1007,9 +1008,7 @@ func bulkIndex(t *txn, all [][]indexKeys) {
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		for _, ek := range sortEntityKeys(ents) {
-			t.entities.Load(ek.key, ek.e)
-		}
+		t.entities = buildTree(t.entities, sortEntityKeys(ents), func(ek *entityKey) (string, *Entity) { return ek.key, ek.e })
 	}()
 	go func() {
 		defer wg.Done()
@@ -1017,18 +1016,38 @@ func bulkIndex(t *txn, all [][]indexKeys) {
 		// by one left them: the last one wins. A stable sort did that in
 		// twice the time of this one.
 		uniq = sortByKey(uniq, 2, func(u *pair) string { return u.key }, func(a, b *pair) int { return a.seq - b.seq })
-		for _, u := range uniq {
-			t.unique.Load(u.key, u.id)
-		}
+		t.unique = buildTree(t.unique, uniq, func(u *pair) (string, string) { return u.key, u.id })
 	}()
 	go func() {
 		defer wg.Done()
 		kids = sortByKey(kids, 1, func(k *string) string { return *k }, func(a, b *string) int { return 0 })
-		for _, c := range kids {
-			t.children.Load(c, struct{}{})
-		}
+		t.children = buildTree(t.children, kids, func(c *string) (string, struct{}) { return *c, struct{}{} })
 	}()
 	wg.Wait()
+}
+
+// buildTree returns into with the entries of xs, which are sorted by key,
+// set in turn (so the last of equal keys wins). Into an empty tree the
+// tree is built whole, its nodes packed (keytree.FromSorted): a tree set
+// key by key has its nodes about half full.
+func buildTree[T, V any](into *tree[V], xs []T, entry func(*T) (string, V)) *tree[V] {
+	if into.Len() > 0 {
+		for i := range xs {
+			into.Set(entry(&xs[i]))
+		}
+		return into
+	}
+	last := xs[:0] // the last of each run of equal keys, in place
+	for i := range xs {
+		ki, _ := entry(&xs[i])
+		if i+1 < len(xs) {
+			if kn, _ := entry(&xs[i+1]); kn == ki {
+				continue
+			}
+		}
+		last = append(last, xs[i])
+	}
+	return keytree.FromSorted(into.Order(), len(last), func(i int) (string, V) { return entry(&last[i]) })
 }
 
 // sortInHalves sorts xs by cmp, which must order every pair (no ties):

@@ -12,8 +12,8 @@ import (
 	"unique"
 	"unsafe"
 
+	"github.com/gatehouse-gw/gatehouse/fsm/keytree"
 	"github.com/gatehouse-gw/gatehouse/log"
-	"github.com/tidwall/btree"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -299,7 +299,8 @@ func xorInto(dst *[32]byte, h [32]byte) {
 // Empty returns the state before any event.
 func Empty() *State {
 	return &State{
-		entities: newTree[*Entity](), unique: newTree[string](), children: newTree[struct{}](),
+		entities: keytree.New[*Entity](entityOrder), unique: keytree.New[string](uniqueOrder),
+		children: keytree.New[struct{}](childOrder),
 		pluginNames: map[string]int{}, meta: meta{members: map[string]Member{}},
 	}
 }
@@ -322,13 +323,27 @@ func lookupKey(buf []byte, parts ...string) string {
 
 // tree is an index of a State. A published state's trees are only read,
 // by any number of goroutines; a fold writes to a fork.
-type tree[V any] = btree.Map[string, V]
+type tree[V any] = keytree.Tree[V]
 
-// treeDegree keeps nodes small (up to 31 entries): a write after a fork
-// copies one node per level.
-const treeDegree = 16
+// The trees' key orders know the groups the keys fall in (keytree.Order):
+// entities by kind, unique entries by kind and field, children by the
+// parent's kind. A key outside them is ordered all the same, only
+// searched more slowly.
+var (
+	entityOrder, childOrder, uniqueOrder = indexOrders()
+)
 
-func newTree[V any]() *tree[V] { return btree.NewMap[string, V](treeDegree) }
+func indexOrders() (entities, children, unique *keytree.Order) {
+	var kinds, fields []string
+	for kind := range Schemas {
+		kinds = append(kinds, k(kind, ""))
+		for _, f := range uniqueFields[kind] {
+			fields = append(fields, k(kind, f, ""))
+		}
+	}
+	fields = append(fields, k(Plugins, "cache_key", ""), k(Targets, "target", ""))
+	return keytree.NewOrder(1, kinds), keytree.NewOrder(1, kinds), keytree.NewOrder(2, fields)
+}
 
 // fork returns a writable copy of a published tree, sharing its nodes
 // until they are written. Copy itself marks the tree it is called on, and
