@@ -300,7 +300,7 @@ func xorInto(dst *[32]byte, h [32]byte) {
 func Empty() *State {
 	return &State{
 		entities: keytree.New[*Entity](entityOrder), unique: keytree.New[string](uniqueOrder),
-		children: keytree.New[struct{}](childOrder),
+		children:    keytree.New[struct{}](childOrder),
 		pluginNames: map[string]int{}, meta: meta{members: map[string]Member{}},
 	}
 }
