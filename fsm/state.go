@@ -299,9 +299,11 @@ func xorInto(dst *[32]byte, h [32]byte) {
 // Empty returns the state before any event.
 func Empty() *State {
 	return &State{
-		entities: keytree.New[*Entity](entityOrder), unique: keytree.New[string](uniqueOrder),
+		entities:    keytree.New[*Entity](entityOrder),
+		unique:      keytree.New[string](uniqueOrder),
 		children:    keytree.New[struct{}](childOrder),
-		pluginNames: map[string]int{}, meta: meta{members: map[string]Member{}},
+		pluginNames: map[string]int{},
+		meta:        meta{members: map[string]Member{}},
 	}
 }
 
