@@ -479,6 +479,26 @@ type snapEntityBin struct {
 	Data []byte `msgpack:"d"`
 }
 
+// encodeSnapEntityBin writes what enc.Encode(&snapEntityBin{kind, data})
+// writes, without reflection: a snapshot is 2,000,000 of them at
+// 1,000,000 consumers, and encoding each through the struct's reflected
+// fields was 1.8 s of a snapshot's CPU.
+func encodeSnapEntityBin(enc *msgpack.Encoder, kind string, data []byte) error {
+	if err := enc.EncodeMapLen(2); err != nil {
+		return err
+	}
+	if err := enc.EncodeString("k"); err != nil {
+		return err
+	}
+	if err := enc.EncodeString(kind); err != nil {
+		return err
+	}
+	if err := enc.EncodeString("d"); err != nil {
+		return err
+	}
+	return enc.EncodeBytes(data)
+}
+
 // snapReader reads a snapshot's entities, one after the other.
 type snapReader struct {
 	dec     *msgpack.Decoder
@@ -649,7 +669,7 @@ func writeEntities(enc *msgpack.Encoder, s *State, version int) error {
 				b = canonical(e.Data())
 			}
 			if version >= 3 {
-				err = enc.Encode(&snapEntityBin{Kind: kind, Data: b})
+				err = encodeSnapEntityBin(enc, kind, b)
 			} else {
 				err = enc.Encode(&snapEntityRaw{Kind: kind, Data: b})
 			}
