@@ -727,19 +727,30 @@ func (h *History) PutVersions(versions []Version) error {
 func putVersions(tx *bolt.Tx, versions []Version) error {
 	// In key order: bbolt inserts into a sorted page in memory, and
 	// scattered keys make each insert move the rest of the page.
-	keys := make([][]byte, len(versions))
-	order := make([]int, len(versions))
+	// Equal keys keep their order (the later version wins), by the
+	// position as the tie-break: a stable sort of indexes was half of a
+	// 200,000-version commit.
+	type item struct {
+		key []byte
+		i   int
+	}
+	order := make([]item, len(versions))
 	for i, v := range versions {
 		if v.ByIndex {
-			keys[i] = rkey(v.Kind, v.ID, v.Index)
+			order[i] = item{rkey(v.Kind, v.ID, v.Index), i}
 		} else {
-			keys[i] = vkey(v.Kind, v.ID, v.Index)
+			order[i] = item{vkey(v.Kind, v.ID, v.Index), i}
 		}
-		order[i] = i
 	}
-	sort.SliceStable(order, func(a, b int) bool { return bytes.Compare(keys[order[a]], keys[order[b]]) < 0 })
+	slices.SortFunc(order, func(a, b item) int {
+		if c := bytes.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		return a.i - b.i
+	})
 	vb, rb := tx.Bucket(versionsBucket), tx.Bucket(restoredBucket)
-	for _, i := range order {
+	for _, it := range order {
+		i := it.i
 		val := versions[i].Value
 		if val == nil {
 			val = []byte{} // bbolt stores nil as empty too; empty means deleted
@@ -748,7 +759,7 @@ func putVersions(tx *bolt.Tx, versions []Version) error {
 		if versions[i].ByIndex {
 			b = rb
 		}
-		if err := b.Put(keys[i], val); err != nil {
+		if err := b.Put(it.key, val); err != nil {
 			return fmt.Errorf("store version of %s %s: %w", versions[i].Kind, versions[i].ID, err)
 		}
 	}

@@ -392,3 +392,43 @@ func TestLoadRewritesFromTheFirstDifference(t *testing.T) {
 		t.Fatal("record 5, past the stream's end, survived the load")
 	}
 }
+
+// Two versions of one entity at one index (a batch that writes it twice)
+// leave the later one, in a run by index as in the versions bucket.
+// (VersionsAt reports the value as of upto of what changed after it.)
+func TestLaterVersionAtOneIndexWins(t *testing.T) {
+	h, err := OpenHistory(t.TempDir() + "/h.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var vs []Version
+	for _, byIndex := range []bool{false, true} {
+		idx := uint64(1)
+		if byIndex {
+			idx = 2
+		}
+		for i := range 50 {
+			id := fmt.Sprintf("e%02d", i%5) // each entity ten times
+			vs = append(vs, Version{Kind: "consumers", ID: id, Index: idx, ByIndex: byIndex, Value: []byte(fmt.Sprint(byIndex, i))})
+		}
+	}
+	for i := range 5 { // a later change of each, so that both are asked for
+		vs = append(vs, Version{Kind: "consumers", ID: fmt.Sprintf("e%02d", i), Index: 3, Value: []byte("3")})
+	}
+	if err := h.PutVersions(vs); err != nil {
+		t.Fatal(err)
+	}
+	for _, upto := range []uint64{1, 2} {
+		got := map[string]string{}
+		if err := h.VersionsAt(upto, func(kind, id string, v []byte) error { got[id] = string(v); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		for i := 45; i < 50; i++ {
+			id := fmt.Sprintf("e%02d", i%5)
+			if want := fmt.Sprint(upto == 2, i); got[id] != want {
+				t.Errorf("at %d, %s is %q, want the last version %q", upto, id, got[id], want)
+			}
+		}
+	}
+}
