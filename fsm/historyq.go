@@ -160,6 +160,10 @@ func (w *historyWriter) commit(jobs []historyJob) {
 			n += len(j.entries[i].changes)
 		}
 	}
+	if n >= bulkChanges && w.busy != nil {
+		// From before the changes are described: that is seconds too.
+		defer w.busy()()
+	}
 	versions := make([]log.Version, 0, n+len(jobs))
 	for _, j := range jobs {
 		if j.fromStart {
@@ -172,9 +176,6 @@ func (w *historyWriter) commit(jobs []historyJob) {
 			recs = append(recs, j.entries[i].rec)
 			versions = j.entries[i].prepare(versions)
 		}
-	}
-	if len(versions) >= bulkChanges && w.busy != nil {
-		defer w.busy()()
 	}
 	if err := w.h.Commit(recs, versions); err != nil {
 		// The Raft log still holds these events; a restart replays them
