@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"slices"
 	"strings"
+
+	"github.com/gatehouse-gw/gatehouse/fsm/keytree"
 )
 
 // sortByKey returns xs ordered by key, ties by tie (which must order
@@ -32,15 +34,7 @@ func sortByKey[T any](xs []T, groupZeros int, key func(*T) string, tie func(a, b
 	cut := make([]int, len(xs)) // where each key's group prefix ends
 	for i := range xs {
 		k := key(&xs[i])
-		end, zeros := len(k), 0
-		for j := 0; j < len(k); j++ {
-			if k[j] == 0 {
-				if zeros++; zeros == groupZeros {
-					end = j + 1
-					break
-				}
-			}
-		}
+		end := keytree.GroupEnd(k, groupZeros)
 		cut[i] = end
 		groups[k[:end]] = 0
 	}

@@ -299,9 +299,9 @@ func xorInto(dst *[32]byte, h [32]byte) {
 // Empty returns the state before any event.
 func Empty() *State {
 	return &State{
-		entities:    keytree.New[*Entity](entityOrder),
+		entities:    keytree.New[*Entity](kindOrder),
 		unique:      keytree.New[string](uniqueOrder),
-		children:    keytree.New[struct{}](childOrder),
+		children:    keytree.New[struct{}](kindOrder),
 		pluginNames: map[string]int{},
 		meta:        meta{members: map[string]Member{}},
 	}
@@ -331,20 +331,20 @@ type tree[V any] = keytree.Tree[V]
 // entities by kind, unique entries by kind and field, children by the
 // parent's kind. A key outside them is ordered all the same, only
 // searched more slowly.
-var (
-	entityOrder, childOrder, uniqueOrder = indexOrders()
-)
+var kindOrder, uniqueOrder = indexOrders()
 
-func indexOrders() (entities, children, unique *keytree.Order) {
-	var kinds, fields []string
+// indexOrders returns the order of keys grouped by kind (the entity and
+// children trees') and by kind and field (the unique tree's).
+func indexOrders() (kinds, unique *keytree.Order) {
+	var groups, fields []string
 	for kind := range Schemas {
-		kinds = append(kinds, k(kind, ""))
+		groups = append(groups, k(kind, ""))
 		for _, f := range uniqueFields[kind] {
 			fields = append(fields, k(kind, f, ""))
 		}
 	}
 	fields = append(fields, k(Plugins, "cache_key", ""), k(Targets, "target", ""))
-	return keytree.NewOrder(1, kinds), keytree.NewOrder(1, kinds), keytree.NewOrder(2, fields)
+	return keytree.NewOrder(1, groups), keytree.NewOrder(2, fields)
 }
 
 // fork returns a writable copy of a published tree, sharing its nodes

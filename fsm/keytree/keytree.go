@@ -9,7 +9,10 @@
 // misses a lookup, and most of a bulk load's fold.
 package keytree
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"slices"
+)
 
 // Order summarizes keys for the tree. A key's group is the key up to and
 // including its zeros-th zero byte (the whole key when it has fewer); the
@@ -45,7 +48,7 @@ func NewOrder(zeros int, groups []string) *Order {
 		o.sorted = nil
 		clear(o.groups)
 	}
-	sortStrings(o.sorted)
+	slices.Sort(o.sorted)
 	for i, g := range o.sorted {
 		o.groups[g] = uint64(2*i+1) << 48
 	}
@@ -53,11 +56,15 @@ func NewOrder(zeros int, groups []string) *Order {
 }
 
 // cut returns where key's group ends.
-func (o *Order) cut(key string) int {
-	zeros := 0
+func (o *Order) cut(key string) int { return GroupEnd(key, o.zeros) }
+
+// GroupEnd returns where key's group ends: just after its zeros-th zero
+// byte, or at its end when it has fewer.
+func GroupEnd(key string, zeros int) int {
+	n := 0
 	for i := 0; i < len(key); i++ {
 		if key[i] == 0 {
-			if zeros++; zeros == o.zeros {
+			if n++; n == zeros {
 				return i + 1
 			}
 		}
@@ -85,15 +92,6 @@ func (o *Order) summary(key string) uint64 {
 	var b [8]byte
 	copy(b[2:], key[end:])
 	return code | binary.BigEndian.Uint64(b[:])
-}
-
-func sortStrings(xs []string) {
-	// Insertion sort: an order knows tens of groups, once.
-	for i := 1; i < len(xs); i++ {
-		for j := i; j > 0 && xs[j] < xs[j-1]; j-- {
-			xs[j], xs[j-1] = xs[j-1], xs[j]
-		}
-	}
 }
 
 // Degree 16: a node holds 15 to 31 entries, and a write after Copy
