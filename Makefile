@@ -49,6 +49,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz=FuzzReceive -fuzztime=$(FUZZTIME) ./plugins/ratelimiting/
 	$(GO) test -run '^$$' -fuzz=FuzzLoad -fuzztime=$(FUZZTIME) ./fsm/declarative/
 	$(GO) test -run '^$$' -fuzz=FuzzJSONFromMsgpack -fuzztime=$(FUZZTIME) ./log/
+	$(GO) test -run '^$$' -fuzz=FuzzReadCommands -fuzztime=$(FUZZTIME) ./fsm/
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)

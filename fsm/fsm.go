@@ -392,22 +392,10 @@ func withIndex(s *State, index uint64) *State {
 }
 
 func decodeCommands(ev *log.Event) ([]*Command, error) {
-	if ev.Type == log.TypeBatch {
-		var cmds []*Command
-		if err := msgpack.Unmarshal(ev.Payload, &cmds); err != nil {
-			return nil, fmt.Errorf("decode batch: %w", err)
-		}
-		for _, c := range cmds {
-			fixBody(c)
-		}
+	if cmds, ok := readCommands(ev.Payload, ev.Type == log.TypeBatch); ok {
 		return cmds, nil
 	}
-	var c Command
-	if err := msgpack.Unmarshal(ev.Payload, &c); err != nil {
-		return nil, fmt.Errorf("decode command: %w", err)
-	}
-	fixBody(&c)
-	return []*Command{&c}, nil
+	return decodeCommandsSlow(ev)
 }
 
 // fixBody restores JSON shapes (msgpack decodes small integers as ints).
@@ -419,11 +407,11 @@ func fixBody(c *Command) {
 }
 
 // EncodeCommand builds the payload of an entity event.
-func EncodeCommand(c *Command) ([]byte, error) { return msgpack.Marshal(c) }
+func EncodeCommand(c *Command) ([]byte, error) { return appendCommand(nil, c) }
 
 // EncodeBatch builds the payload of a batch event.
 func EncodeBatch(cmds []*Command) ([]byte, error) {
-	return log.AppendMsgpack(make([]byte, 0, 64+160*len(cmds)), cmds)
+	return appendCommands(make([]byte, 0, 64+192*len(cmds)), cmds)
 }
 
 func (m *Machine) publish(u Update) {
