@@ -15,8 +15,8 @@ import (
 // 200,000 commands and the plan decodes them again before folding. These
 // write and read the same format by hand.
 //
-// appendCommands writes what msgpack.Marshal writes for cmds, up to the
-// order of map keys (Go's map order, as there). readCommands reads
+// appendCommands writes what msgpack.Marshal writes for cmds (with
+// log.AppendMsgpackValue for the bodies). readCommands reads
 // only the shapes msgpack writes for a Command and its JSON-like body,
 // and gives up on anything else (bins, extensions, non-string keys, a
 // field it does not know, a repeated field, nesting past maxDepth,
@@ -28,7 +28,7 @@ func appendCommands(b []byte, cmds []*Command) ([]byte, error) {
 	if cmds == nil {
 		return append(b, 0xc0), nil
 	}
-	b = appendArrayLen(b, len(cmds))
+	b = log.AppendMsgpackArrayLen(b, len(cmds))
 	var err error
 	for _, c := range cmds {
 		if b, err = appendCommand(b, c); err != nil {
@@ -50,128 +50,28 @@ func appendCommand(b []byte, c *Command) ([]byte, error) {
 			n++
 		}
 	}
-	b = appendMapLen(b, n)
-	b = appendString(appendString(b, "op"), c.Op)
-	b = appendString(appendString(b, "kind"), c.Kind)
+	b = log.AppendMsgpackMapLen(b, n)
+	b = log.AppendMsgpackString(log.AppendMsgpackString(b, "op"), c.Op)
+	b = log.AppendMsgpackString(log.AppendMsgpackString(b, "kind"), c.Kind)
 	if c.Key != "" {
-		b = appendString(appendString(b, "key"), c.Key)
+		b = log.AppendMsgpackString(log.AppendMsgpackString(b, "key"), c.Key)
 	}
 	if c.Named != "" {
-		b = appendString(appendString(b, "named"), c.Named)
+		b = log.AppendMsgpackString(log.AppendMsgpackString(b, "named"), c.Named)
 	}
 	if c.NewID != "" {
-		b = appendString(appendString(b, "new_id"), c.NewID)
+		b = log.AppendMsgpackString(log.AppendMsgpackString(b, "new_id"), c.NewID)
 	}
 	if p := c.Parent; p != nil {
-		b = appendMapLen(appendString(b, "parent"), 3)
-		b = appendString(appendString(b, "kind"), p.Kind)
-		b = appendString(appendString(b, "key"), p.Key)
-		b = appendString(appendString(b, "field"), p.Field)
+		b = log.AppendMsgpackMapLen(log.AppendMsgpackString(b, "parent"), 3)
+		b = log.AppendMsgpackString(log.AppendMsgpackString(b, "kind"), p.Kind)
+		b = log.AppendMsgpackString(log.AppendMsgpackString(b, "key"), p.Key)
+		b = log.AppendMsgpackString(log.AppendMsgpackString(b, "field"), p.Field)
 	}
 	if len(c.Body) > 0 {
-		return appendValue(appendString(b, "body"), c.Body)
+		return log.AppendMsgpackValue(log.AppendMsgpackString(b, "body"), c.Body)
 	}
 	return b, nil
-}
-
-// appendValue appends a body value. Types a JSON or YAML body does not
-// hold are left to msgpack.
-func appendValue(b []byte, v any) ([]byte, error) {
-	var err error
-	switch x := v.(type) {
-	case nil:
-		return append(b, 0xc0), nil
-	case string:
-		return appendString(b, x), nil
-	case bool:
-		if x {
-			return append(b, 0xc3), nil
-		}
-		return append(b, 0xc2), nil
-	case float64:
-		return binary.BigEndian.AppendUint64(append(b, 0xcb), math.Float64bits(x)), nil
-	case int:
-		return appendInt(b, int64(x)), nil
-	case int64:
-		return appendInt(b, x), nil
-	case map[string]any:
-		if x == nil {
-			return append(b, 0xc0), nil
-		}
-		b = appendMapLen(b, len(x))
-		for k, el := range x {
-			if b, err = appendValue(appendString(b, k), el); err != nil {
-				return nil, err
-			}
-		}
-		return b, nil
-	case []any:
-		if x == nil {
-			return append(b, 0xc0), nil
-		}
-		b = appendArrayLen(b, len(x))
-		for _, el := range x {
-			if b, err = appendValue(b, el); err != nil {
-				return nil, err
-			}
-		}
-		return b, nil
-	case []string:
-		if x == nil {
-			return append(b, 0xc0), nil
-		}
-		b = appendArrayLen(b, len(x))
-		for _, s := range x {
-			b = appendString(b, s)
-		}
-		return b, nil
-	}
-	return log.AppendMsgpack(b, v)
-}
-
-func appendString(b []byte, s string) []byte {
-	switch n := len(s); {
-	case n < 32:
-		b = append(b, 0xa0|byte(n))
-	case n <= math.MaxUint8:
-		b = append(b, 0xd9, byte(n))
-	case n <= math.MaxUint16:
-		b = binary.BigEndian.AppendUint16(append(b, 0xda), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint32(append(b, 0xdb), uint32(n))
-	}
-	return append(b, s...)
-}
-
-func appendMapLen(b []byte, n int) []byte   { return appendLen(b, n, 0x80, 0xde, 0xdf) }
-func appendArrayLen(b []byte, n int) []byte { return appendLen(b, n, 0x90, 0xdc, 0xdd) }
-
-// appendLen writes an array's or a map's header (see cmdReader.length).
-func appendLen(b []byte, n int, fix, c16, c32 byte) []byte {
-	switch {
-	case n < 16:
-		return append(b, fix|byte(n))
-	case n <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(b, c16), uint16(n))
-	}
-	return binary.BigEndian.AppendUint32(append(b, c32), uint32(n))
-}
-
-// appendInt writes n in the smallest form, as msgpack does.
-func appendInt(b []byte, n int64) []byte {
-	switch {
-	case n >= 0 && n <= math.MaxInt8:
-		return append(b, byte(n))
-	case n < 0 && n >= -32:
-		return append(b, byte(int8(n)))
-	case n >= math.MinInt8 && n <= math.MaxInt8:
-		return append(b, 0xd0, byte(int8(n)))
-	case n >= math.MinInt16 && n <= math.MaxInt16:
-		return binary.BigEndian.AppendUint16(append(b, 0xd1), uint16(int16(n)))
-	case n >= math.MinInt32 && n <= math.MaxInt32:
-		return binary.BigEndian.AppendUint32(append(b, 0xd2), uint32(int32(n)))
-	}
-	return binary.BigEndian.AppendUint64(append(b, 0xd3), uint64(n))
 }
 
 // maxDepth bounds the nesting readCommands follows; deeper bodies are

@@ -301,7 +301,7 @@ func (h *History) Commit(recs []*Record, versions []Version) error {
 			// load's record made two of over 100 MB each.
 			var buf []byte
 			r.Hash, buf = RowOf(r).hashWith(make([]byte, 0, sizeHint(r)))
-			v, err := AppendMsgpack(buf[:0], r)
+			v, err := appendRecord(buf[:0], r)
 			if err != nil {
 				return fmt.Errorf("encode history record %d: %w", r.Event.Index, err)
 			}
