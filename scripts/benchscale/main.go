@@ -32,6 +32,7 @@ func main() {
 	flag.Parse()
 	if *smoke {
 		*routes, *consumers, *batch, *changes, *churn, *wrkTime = 1000, 2000, 1000, 100, 2*time.Second, time.Second
+		authRuns = 1
 	}
 	res := &results{Started: time.Now().UTC().Format(time.RFC3339),
 		Machine: fmt.Sprintf("%d cores, %s", runtime.NumCPU(), runtime.Version())}
@@ -48,6 +49,9 @@ func main() {
 		fmt.Println("\nwritten to", *out)
 	}
 }
+
+// authRuns is how many wrk runs each key-auth figure is the median of.
+var authRuns = 3
 
 func run(res *results, bin string, nRoutes, nConsumers, batch, changes int, churn, wrkTime time.Duration, proxyBench bool) error {
 	dir, err := os.MkdirTemp("", "benchscale")
@@ -121,7 +125,7 @@ func run(res *results, bin string, nRoutes, nConsumers, batch, changes int, chur
 	if err := waitFor(30*time.Second, func() bool { return get(auth, "apikey", "k0") == 200 }); err != nil {
 		return fmt.Errorf("/auth with k0: %w", err)
 	}
-	if res.AuthSmall, err = wrk(dir, auth, wrkTime, first); err != nil {
+	if res.AuthSmall, err = wrkMedian(dir, auth, wrkTime, first, authRuns); err != nil {
 		return err
 	}
 	// The documents are made first: the figure is the node's, and this
@@ -158,7 +162,7 @@ func run(res *results, bin string, nRoutes, nConsumers, batch, changes int, chur
 	// As for the figure with 100 consumers: the node has finished the
 	// load (its collector too) before traffic is measured.
 	n.settle()
-	if res.AuthLarge, err = wrk(dir, auth, wrkTime, nConsumers); err != nil {
+	if res.AuthLarge, err = wrkMedian(dir, auth, wrkTime, nConsumers, authRuns); err != nil {
 		return err
 	}
 	res.RSS = n.rssMB()
