@@ -49,14 +49,22 @@ func (s *Server) configApply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ph.mark("parse")
-	items, selectTags, problems := declarative.Load(doc)
+	cur := s.cfg.Store.State()
+	kinds := []string{fsm.Certificates, fsm.CACertificates, fsm.SNIs, fsm.Services, fsm.Routes, fsm.Consumers, fsm.Upstreams,
+		fsm.Targets, fsm.KeyAuths, fsm.BasicAuths, fsm.JWTSecrets, fsm.Plugins}
+	// Finding the entities the document may delete visits every entity
+	// of the state (two million at 1,000,000 consumers, 0.4 s of each
+	// batch of a load) and needs only the select tags: it runs beside
+	// Load, on the other core.
+	tagged := make(chan []*fsm.Entity, 1)
+	go func(tags []string) { tagged <- taggedEntities(cur, kinds, tags) }(declarative.SelectTags(doc))
+	items, _, problems := declarative.Load(doc)
 	ph.mark("load")
 	if len(problems) > 0 {
 		writeJSON(w, 400, declarativeError(problems, flatten))
 		return
 	}
 
-	cur := s.cfg.Store.State()
 	now := time.Now().UnixNano()
 	want := map[string]map[string]bool{} // kind → ids the document keeps
 	for _, it := range items {
@@ -68,19 +76,10 @@ func (s *Server) configApply(w http.ResponseWriter, r *http.Request) {
 		ids[it.Data["id"].(string)] = true
 	}
 	var cmds []*fsm.Command
-	kinds := []string{fsm.Certificates, fsm.CACertificates, fsm.SNIs, fsm.Services, fsm.Routes, fsm.Consumers, fsm.Upstreams,
-		fsm.Targets, fsm.KeyAuths, fsm.BasicAuths, fsm.JWTSecrets, fsm.Plugins}
-	for i := len(kinds) - 1; i >= 0; i-- { // children first
-		ids := want[kinds[i]]
-		// Every entity of the state is visited (a million consumers on
-		// each batch of a load), so the test allocates nothing: the
-		// entity's own tags, then its id.
-		cur.Walk(kinds[i], "", func(e *fsm.Entity) bool {
-			if hasTags(e, selectTags) && !ids[e.ID] {
-				cmds = append(cmds, &fsm.Command{Op: log.OpDelete, Kind: e.Kind, Key: e.ID})
-			}
-			return true
-		})
+	for _, e := range <-tagged {
+		if !want[e.Kind][e.ID] {
+			cmds = append(cmds, &fsm.Command{Op: log.OpDelete, Kind: e.Kind, Key: e.ID})
+		}
 	}
 	dels := len(cmds)
 	for _, it := range items {
@@ -135,7 +134,7 @@ func (s *Server) configApply(w http.ResponseWriter, r *http.Request) {
 	}
 	kept := make([]*fsm.Command, 0, len(cmds))
 	for _, c := range cmds {
-		if c.Op == log.OpDelete || !same[c.Kind+"\x00"+c.Key] {
+		if c.Op == log.OpDelete || len(same) == 0 || !same[c.Kind+"\x00"+c.Key] {
 			kept = append(kept, c)
 		}
 	}
@@ -326,6 +325,22 @@ func configBody(r *http.Request) ([]byte, error) {
 		return []byte(r.PostForm.Get("config")), nil
 	}
 	return io.ReadAll(r.Body)
+}
+
+// taggedEntities returns the entities of cur that carry every one of
+// tags, kinds in reverse order (children before what they reference).
+// The test allocates nothing: the entity's own tags, then its id.
+func taggedEntities(cur *fsm.State, kinds, tags []string) []*fsm.Entity {
+	var out []*fsm.Entity
+	for i := len(kinds) - 1; i >= 0; i-- {
+		cur.Walk(kinds[i], "", func(e *fsm.Entity) bool {
+			if hasTags(e, tags) {
+				out = append(out, e)
+			}
+			return true
+		})
+	}
+	return out
 }
 
 func hasTags(e *fsm.Entity, tags []string) bool {

@@ -153,13 +153,7 @@ func Load(doc map[string]any) (items []Item, selectTags []string, problems []Pro
 	default:
 		bad("_format_version", "expected a string")
 	}
-	if info, ok := doc["_info"].(map[string]any); ok {
-		for _, t := range asList(info["select_tags"]) {
-			if s, ok := t.(string); ok {
-				selectTags = append(selectTags, s)
-			}
-		}
-	}
+	selectTags = SelectTags(doc)
 	keys := make([]string, 0, len(doc))
 	for k := range doc {
 		keys = append(keys, k)
@@ -382,4 +376,17 @@ func asList(v any) []any {
 // singular is Kong's entity name in errors ("service", "keyauth_credential").
 func singular(kind string) string {
 	return strings.TrimSuffix(kind, "s")
+}
+
+// SelectTags returns the document's _info.select_tags (its strings).
+func SelectTags(doc map[string]any) []string {
+	var tags []string
+	if info, ok := doc["_info"].(map[string]any); ok {
+		for _, t := range asList(info["select_tags"]) {
+			if s, ok := t.(string); ok {
+				tags = append(tags, s)
+			}
+		}
+	}
+	return tags
 }
