@@ -214,48 +214,62 @@ func (r *cmdReader) sharedStr() string {
 	return s
 }
 
-func (r *cmdReader) command(c *Command) {
+// fields reads a map of named fields: field reads the value of the one
+// it is given the name of and returns that field's bit, or 0 for a name
+// it does not know. An unknown or repeated name leaves the payload to
+// msgpack.
+func (r *cmdReader) fields(field func(name []byte) uint8) {
 	n := r.mapLen()
 	var seen uint8
 	for range n {
 		if !r.ok {
 			return
 		}
-		var bit uint8
-		switch string(r.raw()) {
+		bit := field(r.raw())
+		if bit == 0 || seen&bit != 0 {
+			r.fail()
+		}
+		seen |= bit
+	}
+}
+
+func (r *cmdReader) command(c *Command) {
+	r.fields(func(name []byte) uint8 {
+		switch string(name) {
 		case "op":
-			bit, c.Op = 1, r.str()
+			c.Op = r.str()
+			return 1
 		case "kind":
-			bit, c.Kind = 2, r.str()
+			c.Kind = r.str()
+			return 2
 		case "key":
-			bit, c.Key = 4, r.str()
+			c.Key = r.str()
+			return 4
 		case "named":
-			bit, c.Named = 8, r.str()
+			c.Named = r.str()
+			return 8
 		case "new_id":
 			// A declarative load names the id twice: one string.
 			if p := r.raw(); string(p) == c.Key {
-				bit, c.NewID = 16, c.Key
+				c.NewID = c.Key
 			} else {
-				bit, c.NewID = 16, string(p)
+				c.NewID = string(p)
 			}
+			return 16
 		case "parent":
-			bit, c.Parent = 32, r.parent()
+			c.Parent = r.parent()
+			return 32
 		case "body":
-			bit = 64
 			if r.peek() == 0xc0 {
 				r.b = r.b[1:]
 				c.Body = nil
 			} else {
 				c.Body = r.object(0)
 			}
-		default:
-			r.fail()
+			return 64
 		}
-		if seen&bit != 0 {
-			r.fail()
-		}
-		seen |= bit
-	}
+		return 0
+	})
 }
 
 func (r *cmdReader) parent() *Parent {
@@ -264,27 +278,22 @@ func (r *cmdReader) parent() *Parent {
 		return nil
 	}
 	p := &Parent{}
-	n := r.mapLen()
-	var seen uint8
-	for range n {
-		if !r.ok {
-			return nil
-		}
-		var bit uint8
-		switch string(r.raw()) {
+	r.fields(func(name []byte) uint8 {
+		switch string(name) {
 		case "kind":
-			bit, p.Kind = 1, r.str()
+			p.Kind = r.str()
+			return 1
 		case "key":
-			bit, p.Key = 2, r.str()
+			p.Key = r.str()
+			return 2
 		case "field":
-			bit, p.Field = 4, r.str()
-		default:
-			r.fail()
+			p.Field = r.str()
+			return 4
 		}
-		if seen&bit != 0 {
-			r.fail()
-		}
-		seen |= bit
+		return 0
+	})
+	if !r.ok {
+		return nil
 	}
 	return p
 }
